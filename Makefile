@@ -1,0 +1,45 @@
+# Two commands on a fresh machine:
+#   make reproduce   install into .venv and run the whole pipeline (dvc repro, offline, synthetic data)
+#   make test        install into .venv (with dev tools) and run ruff + the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install reproduce test lint bench repro-env clean-results
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# DVC analytics off and a local git identity (dvc exp needs one; CI has none).
+repro-env: install
+	$(BIN)/dvc config --local core.analytics false
+	@git config user.name >/dev/null || git config --local user.name "ldp-bench"
+	@git config user.email >/dev/null || git config --local user.email "ldp-bench@localhost"
+
+reproduce: repro-env
+	$(BIN)/dvc repro
+
+lint: install
+	$(BIN)/ruff check .
+
+test: repro-env lint
+	$(BIN)/python -m pytest -q -ra
+
+bench: install
+	$(BIN)/python benchmarks/bench_loader.py
+	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_blurmap.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_eval.py

@@ -1,0 +1,1 @@
+"""Dual-pixel datasets: sources (synthetic, dpdd, dpd_disp, folder), the manifest, and the patch sampler."""
