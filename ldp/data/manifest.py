@@ -30,7 +30,7 @@ class ManifestError(ValueError):
 def write_manifest(root: str | Path, rows: list[dict]) -> Path:
     """Write ``manifest.csv`` atomically; rows are dicts with (a subset of) :data:`COLUMNS`."""
     root = Path(root)
-    table = pd.DataFrame(rows, columns=COLUMNS).fillna("")
+    table = pd.DataFrame(rows, columns=COLUMNS).astype(object).fillna("")
     path = root / MANIFEST_NAME
     fd, tmp = tempfile.mkstemp(dir=root, prefix=".manifest.", suffix=".tmp")
     os.close(fd)

@@ -1,0 +1,269 @@
+"""Training patches and full evaluation images from a dataset root (``manifest.csv``).
+
+Every image is decoded once into a uint16 CHW ``.npy`` cache under ``<root>/.cache/`` (8-bit images are scaled
+by 257, so v/65535 equals the original v/255) and memory-mapped afterwards; patches are cropped from the maps.
+
+Determinism: the patch for dataset index ``i`` depends only on ``(seed, i)``: the scene is
+``perm(seed, epoch)[i % n]`` with ``epoch = i // n`` and the crop/flips come from a SplitMix64 hash of ``(seed, i)``.
+Indices may go beyond ``len(dataset)`` (later epochs). A training loop that feeds global sample counters
+(``ResumableSampler(start=step * batch_size)``) therefore sees exactly the same patches after a resume.
+
+DP-aware augmentation: a horizontal flip mirrors the image, which swaps the roles of the two half-apertures,
+so the flipped left view becomes the right view and vice versa. Vertical flips keep L/R. No 90° rotations
+(they would turn the horizontal disparity axis vertical).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+from tqdm import tqdm
+
+from ldp.data.manifest import load_manifest
+from ldp.data.sources import DatasetError
+from ldp.imageio import read_image_raw
+
+CACHE_DIRNAME = ".cache"
+VIEWS = ("left", "right", "target")
+_SCALE = np.float32(1.0 / 65535.0)
+
+
+def _stat_key(path: Path) -> str:
+    st = path.stat()
+    text = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _atomic_save(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, arr)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def image_to_u16_chw(img: np.ndarray) -> np.ndarray:
+    """Decoded RGB/grey uint8 or uint16 (HxW[xC]) → uint16 3xHxW on the 16-bit scale."""
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    chw = np.ascontiguousarray(img.transpose(2, 0, 1))
+    if chw.dtype == np.uint8:
+        chw = chw.astype(np.uint16) * np.uint16(257)
+    return chw
+
+
+def cached_image(src: Path, cache_dir: Path) -> Path:
+    """Path of the uint16 CHW cache of ``src``, decoding it now if the cache is missing or stale."""
+    dst = cache_dir / f"{src.stem}.{_stat_key(src)}.npy"
+    if not dst.is_file():
+        _atomic_save(dst, image_to_u16_chw(read_image_raw(src)))
+    return dst
+
+
+def cached_blurmap(map_dir: Path, scene: str, size: tuple[int, int], cache_root: Path) -> Path:
+    """uint16 1xHxW cache of the blur map of ``scene`` upsampled by :func:`ldp.blurmap.io.load_blurmap`."""
+    from ldp.blurmap.common import BlurMapError
+    from ldp.blurmap.io import META_NAME, load_blurmap
+
+    src = Path(map_dir) / f"{scene}.npy"
+    if not src.is_file():
+        raise DatasetError(f"{src}: blur map not found for scene '{scene}'")
+    meta = Path(map_dir) / META_NAME
+    key = _stat_key(src) + (_stat_key(meta) if meta.is_file() else "")
+    tag = hashlib.sha1(str(Path(map_dir).resolve()).encode()).hexdigest()[:10]
+    dst = cache_root / "blurmaps" / tag / f"{scene}.{key}.{size[0]}x{size[1]}.npy"
+    if not dst.is_file():
+        try:
+            full = np.asarray(load_blurmap(map_dir, scene, size), dtype=np.float32).reshape(size)
+        except BlurMapError as exc:
+            raise DatasetError(str(exc)) from exc
+        _atomic_save(dst, np.rint(np.clip(full, 0.0, 1.0) * 65535.0).astype(np.uint16)[None])
+    return dst
+
+
+class _CachedScenes:
+    """Manifest rows of one split plus their memory-mapped uint16 caches (opened lazily per process)."""
+
+    def __init__(self, root, split: str, blurmap_dir=None, views=VIEWS, require=("left", "right"),
+                 cache_dir=None, progress: bool = True):
+        self.root = Path(root)
+        self.split = split
+        table = load_manifest(self.root, split)
+        if table.empty:
+            raise DatasetError(f"{self.root / 'manifest.csv'}: no scenes in split '{split}'")
+        self.cache_root = Path(cache_dir) if cache_dir else self.root / CACHE_DIRNAME
+        self.blurmap_dir = Path(blurmap_dir) if blurmap_dir else None
+        self.rows: list[dict] = []
+        for _, row in tqdm(table.iterrows(), total=len(table), desc=f"cache {split}", disable=not progress,
+                           leave=False):
+            for col in require:
+                if not row[col]:
+                    raise DatasetError(f"{self.root / 'manifest.csv'}: scene '{row['scene']}' has no {col} "
+                                       f"image (split '{split}')")
+            entry = {"scene": row["scene"], "category": row["category"], "files": {}}
+            for col in views:
+                if row[col]:
+                    entry["files"][col] = cached_image(self.root / row[col], self.cache_root / split / col)
+            first = np.load(entry["files"]["left"], mmap_mode="r")
+            entry["height"], entry["width"] = int(first.shape[1]), int(first.shape[2])
+            if self.blurmap_dir is not None:
+                entry["files"]["blurmap"] = cached_blurmap(self.blurmap_dir, row["scene"],
+                                                           (entry["height"], entry["width"]), self.cache_root)
+            self.rows.append(entry)
+        self._maps: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def array(self, i: int, kind: str) -> np.ndarray:
+        key = (i, kind)
+        arr = self._maps.get(key)
+        if arr is None:
+            # a plain ndarray over the mapped buffer: slicing skips np.memmap's per-slice bookkeeping
+            arr = np.asarray(np.load(self.rows[i]["files"][kind], mmap_mode="r"))
+            self._maps[key] = arr
+        return arr
+
+    def __getstate__(self):  # never pickle open memmaps into DataLoader workers
+        state = dict(self.__dict__)
+        state["_maps"] = {}
+        return state
+
+
+def _to_float(arr: np.ndarray) -> torch.Tensor:
+    """uint16 → float32 / 65535 in one pass (the input is made contiguous first: much faster casts)."""
+    return torch.from_numpy(np.multiply(np.ascontiguousarray(arr), _SCALE, dtype=np.float32))
+
+
+def crop_u16(arr: np.ndarray, y: int, x: int, p: int, hflip: bool, vflip: bool) -> np.ndarray:
+    """A contiguous CxPxP uint16 copy of ``arr[:, y:y+p, x:x+p]``, optionally flipped."""
+    view = arr[:, y:y + p, x:x + p]
+    if vflip:
+        view = view[:, ::-1, :]
+    crop = np.ascontiguousarray(view)
+    if hflip:  # OpenCV's SIMD flip is much faster than a negative-stride numpy copy
+        c = crop.shape[0]
+        crop = cv2.flip(crop.reshape(c * p, p), 1).reshape(c, p, p)
+    return crop
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(state: int) -> tuple[int, int]:
+    """One step of SplitMix64: returns (new state, 64-bit output). Cheap and fully determined by the state."""
+    state = (state + 0x9E3779B97F4A7C15) & _MASK64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return state, z ^ (z >> 31)
+
+
+class DPPatchDataset(Dataset):
+    """Random DP training patches: ``left, right, target`` (3xPxP) and ``blurmap`` (1xPxP) float32, ``scene``.
+
+    ``len`` is ``scenes * patches_per_image`` (one epoch); any non-negative index is valid (see module doc).
+    """
+
+    def __init__(self, root, split: str, patch_size: int, blurmap_dir=None, augment: bool = True, seed: int = 0,
+                 patches_per_image: int = 1, cache_dir=None, progress: bool = True):
+        if patch_size <= 0:
+            raise ValueError(f"patch_size must be positive, got {patch_size}")
+        self.scenes = _CachedScenes(root, split, blurmap_dir, VIEWS, ("left", "right", "target"), cache_dir,
+                                    progress)
+        for r in self.scenes.rows:
+            if r["height"] < patch_size or r["width"] < patch_size:
+                raise DatasetError(f"{r['files']['left']}: scene '{r['scene']}' is {r['width']}x{r['height']}, "
+                                   f"smaller than patch_size {patch_size}")
+        self.patch_size = patch_size
+        self.augment = augment
+        self.seed = int(seed)
+        self.patches_per_image = int(patches_per_image)
+
+    def __len__(self) -> int:
+        return len(self.scenes) * self.patches_per_image
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 - tiny cache of the latest epochs' scene orders
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch, 7919]).permutation(len(self.scenes))
+
+    def sample_params(self, index: int) -> tuple[int, int, int, bool, bool]:
+        """``(scene index, top, left, hflip, vflip)`` of dataset item ``index``; pure in ``(seed, index)``."""
+        if index < 0:
+            raise IndexError(index)
+        n = len(self.scenes)
+        epoch, pos = divmod(int(index), n)
+        s = int(self._order(epoch)[pos])
+        row, p = self.scenes.rows[s], self.patch_size
+        state = ((self.seed & 0xFFFFFFFF) << 32 | (int(index) & 0xFFFFFFFF)) ^ (int(index) >> 32) * 0x632BE5AB
+        state, ry = _splitmix64(state)
+        state, rx = _splitmix64(state)
+        _, rf = _splitmix64(state)
+        y = ry % (row["height"] - p + 1)  # modulo bias < 1e-14 for image-sized ranges
+        x = rx % (row["width"] - p + 1)
+        hflip, vflip = (bool(rf & 1), bool(rf & 2)) if self.augment else (False, False)
+        return s, int(y), int(x), hflip, vflip
+
+    def __getitem__(self, index: int) -> dict:
+        s, y, x, hflip, vflip = self.sample_params(index)
+        p = self.patch_size
+        views = {}
+        kinds = ("left", "right", "target", "blurmap") if self.scenes.blurmap_dir else VIEWS
+        for kind in kinds:
+            views[kind] = _to_float(crop_u16(self.scenes.array(s, kind), y, x, p, hflip, vflip))
+        if hflip:  # mirrored left half-aperture image is the right view of the mirrored scene
+            views["left"], views["right"] = views["right"], views["left"]
+        if "blurmap" not in views:
+            views["blurmap"] = torch.zeros(1, p, p)
+        views["scene"] = self.scenes.rows[s]["scene"]
+        return views
+
+
+class DPImageDataset(Dataset):
+    """Full images for evaluation: ``left, right`` (+ ``target``, ``combined`` when present) 3xHxW float32,
+    ``blurmap`` 1xHxW (zeros without ``blurmap_dir``), ``scene``, ``category``. Portrait frames keep their shape.
+    """
+
+    def __init__(self, root, split: str, blurmap_dir=None, cache_dir=None, progress: bool = True):
+        self.scenes = _CachedScenes(root, split, blurmap_dir, ("left", "right", "target", "combined"),
+                                    ("left", "right"), cache_dir, progress)
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.scenes.rows[index]
+        out = {k: _to_float(self.scenes.array(index, k)) for k in row["files"] if k != "blurmap"}
+        if "blurmap" in row["files"]:
+            out["blurmap"] = _to_float(self.scenes.array(index, "blurmap"))
+        else:
+            out["blurmap"] = torch.zeros(1, row["height"], row["width"])
+        out["scene"] = row["scene"]
+        out["category"] = row["category"]
+        return out
+
+
+class ResumableSampler(Sampler[int]):
+    """Yields the global sample indices ``start, start+1, ...``; resume with ``start = step * batch_size``."""
+
+    def __init__(self, num_samples: int, start: int = 0):
+        self.num_samples = int(num_samples)
+        self.start = int(start)
+
+    def __iter__(self):
+        return iter(range(self.start, self.start + self.num_samples))
+
+    def __len__(self) -> int:
+        return self.num_samples

@@ -1,0 +1,181 @@
+"""Patch sampler: one crop for L/R/target/blur map, DP-aware flips, determinism, cache, full images."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ldp.blurmap.io import write_meta
+from ldp.data.manifest import write_manifest
+from ldp.data.sampler import DPImageDataset, DPPatchDataset, ResumableSampler
+from ldp.data.sources import DatasetError
+from ldp.imageio import read_image, write_image
+
+H, W = 40, 56
+OFFSET = {"left": 0, "right": 10_000, "target": 20_000}  # channel 0 = offset + y*W + x
+
+
+def _coded(kind: str, scene: int, h: int = H, w: int = W) -> np.ndarray:
+    pos = np.arange(h * w, dtype=np.uint16).reshape(h, w)
+    img = np.stack([pos + OFFSET[kind], np.full_like(pos, scene), np.full_like(pos, 7)], axis=2)
+    return img.astype(np.uint16)
+
+
+def make_root(root: Path, scenes: int = 3, portrait_scene: bool = False, maps: bool = True) -> Path:
+    rows = []
+    for i in range(scenes):
+        h, w = (W, H) if portrait_scene and i == scenes - 1 else (H, W)
+        paths = {"left": f"dd_dp_dataset_canon/train_l/source/s{i}_L.png",
+                 "right": f"dd_dp_dataset_canon/train_r/source/s{i}_R.png",
+                 "target": f"dd_dp_dataset_canon/train_c/target/s{i}.png"}
+        for kind, rel in paths.items():
+            write_image(root / rel, _coded(kind, i, h, w))
+        rows.append({"scene": f"s{i}", "split": "train", "height": h, "width": w, "bit_depth": 16, **paths})
+        if maps:  # a map at full resolution: bilinear "upsampling" is the identity, so it encodes position too
+            (root / "maps").mkdir(exist_ok=True)
+            np.save(root / "maps" / f"s{i}.npy", (np.arange(h * w).reshape(h, w) / 65535).astype(np.float32))
+            write_meta(root / "maps", {"estimator": "test", "patch_size": None})
+    write_manifest(root, rows)
+    return root
+
+
+@pytest.fixture()
+def root(tmp_path):
+    return make_root(tmp_path / "ds")
+
+
+def _pos(t: torch.Tensor, offset: int) -> np.ndarray:
+    return np.rint(t[0].numpy() * 65535).astype(np.int64) - offset
+
+
+def _expected(y, x, p, hflip, vflip):
+    pos = np.arange(H * W).reshape(H, W)[y:y + p, x:x + p]
+    if vflip:
+        pos = pos[::-1]
+    if hflip:
+        pos = pos[:, ::-1]
+    return pos
+
+
+def test_same_crop_for_all_views_and_map(root):
+    ds = DPPatchDataset(root, "train", 16, blurmap_dir=root / "maps", augment=False, seed=3, progress=False)
+    for i in range(12):
+        s, y, x, hflip, vflip = ds.sample_params(i)
+        assert not hflip and not vflip
+        item = ds[i]
+        exp = _expected(y, x, 16, False, False)
+        for kind in ("left", "right", "target"):
+            assert item[kind].shape == (3, 16, 16) and item[kind].dtype == torch.float32
+            np.testing.assert_array_equal(_pos(item[kind], OFFSET[kind]), exp)
+            assert np.allclose(item[kind][1].numpy() * 65535, s)  # right scene
+        assert item["blurmap"].shape == (1, 16, 16)
+        np.testing.assert_array_equal(_pos(item["blurmap"], 0), exp)
+        assert item["scene"] == f"s{s}"
+
+
+def test_hflip_swaps_left_and_right_vflip_does_not(root):
+    ds = DPPatchDataset(root, "train", 16, blurmap_dir=root / "maps", augment=True, seed=0, progress=False)
+    seen = set()
+    for i in range(64):
+        s, y, x, hflip, vflip = ds.sample_params(i)
+        seen.add((hflip, vflip))
+        item = ds[i]
+        exp = _expected(y, x, 16, hflip, vflip)
+        # after a horizontal flip the left output is the mirrored RIGHT view (and vice versa)
+        left_src, right_src = ("right", "left") if hflip else ("left", "right")
+        np.testing.assert_array_equal(_pos(item["left"], OFFSET[left_src]), exp)
+        np.testing.assert_array_equal(_pos(item["right"], OFFSET[right_src]), exp)
+        np.testing.assert_array_equal(_pos(item["target"], OFFSET["target"]), exp)
+        np.testing.assert_array_equal(_pos(item["blurmap"], 0), exp)
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}  # flips only, no rotations
+
+
+def test_deterministic_per_seed_and_index(root, tmp_path):
+    a = DPPatchDataset(root, "train", 16, seed=11, progress=False)
+    b = DPPatchDataset(root, "train", 16, seed=11, progress=False)  # e.g. a resumed run
+    c = DPPatchDataset(root, "train", 16, seed=12, progress=False)
+    idx = [0, 1, 2, 5, 17, 1000]  # indices beyond len() are later epochs
+    for i in idx:
+        x, y = a[i], b[i]
+        for k in ("left", "right", "target", "blurmap"):
+            assert torch.equal(x[k], y[k])
+        assert x["scene"] == y["scene"]
+    assert [a.sample_params(i) for i in idx] != [c.sample_params(i) for i in idx]
+    # every epoch visits every scene once, in a seed-dependent order
+    for epoch in range(3):
+        assert sorted(a.sample_params(epoch * 3 + k)[0] for k in range(3)) == [0, 1, 2]
+    assert list(ResumableSampler(4, start=8)) == [8, 9, 10, 11]
+    assert len(a) == 3 and len(DPPatchDataset(root, "train", 16, patches_per_image=5, progress=False)) == 15
+
+
+def test_worker_pickling_and_dataloader(root):
+    ds = DPPatchDataset(root, "train", 16, seed=1, progress=False)
+    ds[0]  # opens memmaps in this process
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=ResumableSampler(8, start=4), num_workers=0)
+    batches = list(loader)
+    assert batches[0]["left"].shape == (4, 3, 16, 16)
+    assert torch.equal(batches[1]["right"][2], ds[10]["right"])
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone.scenes._maps == {} and torch.equal(clone[3]["left"], ds[3]["left"])
+
+
+def test_cache_is_uint16_memmap_built_once(root):
+    DPPatchDataset(root, "train", 16, progress=False)
+    files = sorted((root / ".cache" / "train").rglob("*.npy"))
+    assert len(files) == 9
+    arr = np.load(files[0], mmap_mode="r")
+    assert arr.dtype == np.uint16 and arr.shape == (3, H, W)
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    DPPatchDataset(root, "train", 16, progress=False)
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+
+
+def test_eight_bit_scale_and_full_images(tmp_path):
+    root = tmp_path / "ds8"
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (h, w) in enumerate(((H, W), (W, H))):  # one landscape, one portrait frame
+        paths = {"left": f"l{i}.png", "right": f"r{i}.png"}
+        for rel in paths.values():
+            write_image(root / rel, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        rows.append({"scene": f"q{i}", "split": "test", "height": h, "width": w, "bit_depth": 8, **paths})
+    write_manifest(root, rows)
+    ds = DPImageDataset(root, "test", progress=False)
+    for i in range(2):
+        item = ds[i]
+        ref = read_image(root / f"l{i}.png")
+        assert item["left"].shape == (3, *ref.shape[:2])
+        np.testing.assert_allclose(item["left"].permute(1, 2, 0).numpy(), ref, atol=1e-6)
+        assert "target" not in item and item["blurmap"].shape == (1, *ref.shape[:2])
+        assert float(item["blurmap"].abs().sum()) == 0
+    with pytest.raises(DatasetError, match="no target"):
+        DPPatchDataset(root, "test", 16, progress=False)
+
+
+def test_portrait_and_too_small(tmp_path):
+    root = make_root(tmp_path / "p", portrait_scene=True, maps=False)
+    ds = DPPatchDataset(root, "train", 32, seed=0, progress=False)
+    for i in range(9):
+        assert ds[i]["left"].shape == (3, 32, 32)
+    with pytest.raises(DatasetError, match="smaller than patch_size"):
+        DPPatchDataset(root, "train", 48, progress=False)
+    with pytest.raises(DatasetError, match="no scenes in split 'val'"):
+        DPPatchDataset(root, "val", 16, progress=False)
+
+
+def test_missing_blurmap_and_upsampling(root, tmp_path):
+    (root / "maps" / "s1.npy").unlink()
+    with pytest.raises(DatasetError, match="s1.npy"):
+        DPPatchDataset(root, "train", 16, blurmap_dir=root / "maps", progress=False)
+    maps = tmp_path / "grid"  # a coarse grid is upsampled bilinearly to the image size
+    maps.mkdir()
+    for i in range(3):
+        np.save(maps / f"s{i}.npy", np.linspace(0, 1, 7 * 4, dtype=np.float32).reshape(4, 7))
+    write_meta(maps, {"estimator": "test", "patch_size": 8})
+    ds = DPImageDataset(root, "train", blurmap_dir=maps, progress=False)
+    m = ds[0]["blurmap"]
+    assert m.shape == (1, H, W) and 0 <= float(m.min()) < float(m.max()) <= 1
