@@ -1,0 +1,373 @@
+"""DeepRFT (Mao et al., AAAI 2022), weight-compatible with INVOKERer/DeepRFT @ 4bf63db9.
+
+A clean-room re-implementation of ``DeepRFT`` in ``DeepRFT_MIMO.py`` (blocks in ``layers.py``, DO-Conv in
+``doconv_pytorch.py``), checked by tests/test_parity_deeprft.py. Two weight forms, picked by ``inference``
+(unrelated to ``.eval()``):
+
+- train form (``inference=False``): every non-transposed conv is a DO-Conv holding ``W`` (out, in, k*k) and, for
+  k > 1, ``D`` and ``D_diag`` (in, k*k, k*k); ``D_diag`` is a frozen identity ``Parameter``. Forward returns
+  ``[full, half, quarter]``. Released checkpoints are in this form.
+- eval form (``inference=True``): each conv holds one folded ``W`` (out, in, k, k); forward returns the full image.
+  :func:`to_eval_form` folds a train-form model (the rule is in :func:`baselines.checkpoints.fold_doconv_state_dict`).
+
+``in_channels=6`` is this project's dual-pixel variant (``deeprft-dp``); see docs/baselines.md. Inputs whose
+height or width is not a multiple of 4 are reflect-padded and the outputs cropped (a no-op on multiples of 4).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.checkpoints import fold_doconv_state_dict
+from ldp.config import from_dict
+from ldp.registry import register_model
+
+BASE_CHANNELS = 32  # fixed upstream
+OFFICIAL_DPDD_WINDOW = 512  # test.py --win_size for DPDD (256 for GoPro)
+
+
+class DOConv2d(nn.Module):
+    """Train-form DO-Conv (D_mul = k*k, groups 1, no bias): weight[o, i, m] = sum_s (D + D_diag)[i, m, s] W[o, i, s]."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, kernel_size // 2
+        taps = kernel_size * kernel_size
+        self.W = nn.Parameter(torch.empty(out_channels, in_channels, taps))
+        nn.init.kaiming_uniform_(self.W, a=math.sqrt(5))
+        if taps > 1:
+            self.D = nn.Parameter(torch.zeros(in_channels, taps, taps))
+            identity = torch.eye(taps).unsqueeze(0).repeat(in_channels, 1, 1)
+            # Frozen, but a Parameter, so it is in the state_dict and parameters() as upstream; the forward
+            # uses the loaded value (checkpoints may hold a non-identity D_diag).
+            self.D_diag = nn.Parameter(identity, requires_grad=False)
+
+    def folded_weight(self) -> torch.Tensor:
+        k = self.kernel_size
+        if k * k == 1:
+            return self.W.reshape(self.out_channels, self.in_channels, 1, 1)
+        weight = torch.einsum("ims,ois->oim", self.D + self.D_diag, self.W)
+        return weight.reshape(self.out_channels, self.in_channels, k, k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.folded_weight(), None, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class FoldedConv2d(nn.Module):
+    """Eval-form DO-Conv: one weight ``W`` of shape (out, in, k, k), no bias."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+        super().__init__()
+        self.stride, self.padding = stride, kernel_size // 2
+        self.W = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        nn.init.kaiming_uniform_(self.W, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.W, None, self.stride, self.padding)
+
+
+_CONV_BY_FORM = {"train": DOConv2d, "eval": FoldedConv2d}
+
+
+class BasicConv(nn.Module):
+    """``main`` = [conv, ReLU?]. Transposed convs (kernel 4, stride 2, padding 1) are plain in every form.
+
+    ``form="plain"`` is upstream's plain ``BasicConv`` (``nn.Conv2d``, keys ``.weight``), used only by
+    ``ResBlock_fft_bench`` / ``DeepRFT_flops``.
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int,
+        stride: int = 1,
+        relu: bool = True,
+        transpose: bool = False,
+        form: str = "train",
+    ):
+        super().__init__()
+        if transpose:
+            conv: nn.Module = nn.ConvTranspose2d(
+                in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2 - 1, bias=False
+            )
+        elif form == "plain":
+            conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, padding=kernel_size // 2, bias=False)
+        else:
+            conv = _CONV_BY_FORM[form](in_ch, out_ch, kernel_size, stride)
+        layers = [conv, nn.ReLU(inplace=True)] if relu else [conv]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x)
+
+
+class FFTResBlock(nn.Module):
+    """``ResBlock_do_fft_bench``: main(x) + x + irfft2(conv1x1-ReLU-conv1x1 on [Re, Im] of rfft2(x))."""
+
+    def __init__(self, channels: int, form: str = "train"):
+        super().__init__()
+        self.main = nn.Sequential(
+            BasicConv(channels, channels, 3, relu=True, form=form),
+            BasicConv(channels, channels, 3, relu=False, form=form),
+        )
+        self.main_fft = nn.Sequential(
+            BasicConv(channels * 2, channels * 2, 1, relu=True, form=form),
+            BasicConv(channels * 2, channels * 2, 1, relu=False, form=form),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        spec = torch.fft.rfft2(x, norm="backward")
+        y = self.main_fft(torch.cat([spec.real, spec.imag], dim=1))
+        y_real, y_imag = y.chunk(2, dim=1)
+        y = torch.fft.irfft2(torch.complex(y_real, y_imag), s=(h, w), norm="backward")
+        return self.main(x) + x + y
+
+
+class ResStage(nn.Module):
+    """Upstream ``EBlock`` / ``DBlock``: ``num_res`` FFT residual blocks under ``layers``."""
+
+    def __init__(self, channels: int, num_res: int, form: str):
+        super().__init__()
+        self.layers = nn.Sequential(*[FFTResBlock(channels, form) for _ in range(num_res)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class AFF(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, form: str):
+        super().__init__()
+        self.conv = nn.Sequential(
+            BasicConv(in_ch, out_ch, 1, relu=True, form=form), BasicConv(out_ch, out_ch, 3, relu=False, form=form)
+        )
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, x4: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([x1, x2, x4], dim=1))
+
+
+class SCM(nn.Module):
+    """Shallow conv module: cat([image, body(image)]) then a 1x1 conv; ``in_ch`` image channels."""
+
+    def __init__(self, out_plane: int, form: str, in_ch: int = 3):
+        super().__init__()
+        self.main = nn.Sequential(
+            BasicConv(in_ch, out_plane // 4, 3, relu=True, form=form),
+            BasicConv(out_plane // 4, out_plane // 2, 1, relu=True, form=form),
+            BasicConv(out_plane // 2, out_plane // 2, 3, relu=True, form=form),
+            BasicConv(out_plane // 2, out_plane - in_ch, 1, relu=True, form=form),
+        )
+        self.conv = BasicConv(out_plane, out_plane, 1, relu=False, form=form)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([x, self.main(x)], dim=1))
+
+
+class FAM(nn.Module):
+    def __init__(self, channels: int, form: str):
+        super().__init__()
+        self.merge = BasicConv(channels, channels, 3, relu=False, form=form)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return x1 + self.merge(x1 * x2)
+
+
+def _half(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=0.5)  # nearest: the even-indexed pixels
+
+
+def _double(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0)  # nearest
+
+
+class DeepRFT(nn.Module):
+    """DeepRFT (MIMO-UNet style, FFT residual blocks); ``num_res`` 4 / 8 / 20 = Small / DeepRFT / Plus."""
+
+    MULTIPLE = 4
+    size_multiple = MULTIPLE  # read by ldp.models.tiling.infer; other sizes are padded internally anyway
+
+    def __init__(self, num_res: int = 8, inference: bool = False, in_channels: int = 3):
+        super().__init__()
+        if num_res < 0:
+            raise ValueError(f"DeepRFT: num_res must be >= 0, got {num_res}")
+        if in_channels not in (3, 6):
+            raise ValueError(f"DeepRFT: in_channels must be 3 (official) or 6 (dual-pixel), got {in_channels}")
+        self.inference = inference
+        self.in_channels = in_channels
+        # Kept only for strict loading (docs/adding-a-baseline.md): upstream's eval form computes ConvsOut and
+        # throws the results away, so they get no gradient. D_diag (train form) is frozen, not unused.
+        self.UNUSED_PARAMETERS: tuple[str, ...] = ("ConvsOut.*",) if inference else ()
+        form = "eval" if inference else "train"
+        c = BASE_CHANNELS
+
+        self.Encoder = nn.ModuleList(
+            [ResStage(c, num_res, form), ResStage(c * 2, num_res, form), ResStage(c * 4, num_res, form)]
+        )
+        self.feat_extract = nn.ModuleList(
+            [
+                BasicConv(in_channels, c, 3, relu=True, form=form),
+                BasicConv(c, c * 2, 3, stride=2, relu=True, form=form),
+                BasicConv(c * 2, c * 4, 3, stride=2, relu=True, form=form),
+                BasicConv(c * 4, c * 2, 4, stride=2, relu=True, transpose=True, form=form),
+                BasicConv(c * 2, c, 4, stride=2, relu=True, transpose=True, form=form),
+                BasicConv(c, 3, 3, relu=False, form=form),
+            ]
+        )
+        self.Decoder = nn.ModuleList(
+            [ResStage(c * 4, num_res, form), ResStage(c * 2, num_res, form), ResStage(c, num_res, form)]
+        )
+        self.Convs = nn.ModuleList(
+            [BasicConv(c * 4, c * 2, 1, relu=True, form=form), BasicConv(c * 2, c, 1, relu=True, form=form)]
+        )
+        # In the eval form these stay for strict loading but their results are discarded upstream; we skip them.
+        self.ConvsOut = nn.ModuleList(
+            [BasicConv(c * 4, 3, 3, relu=False, form=form), BasicConv(c * 2, 3, 3, relu=False, form=form)]
+        )
+        self.AFFs = nn.ModuleList([AFF(c * 7, c, form), AFF(c * 7, c * 2, form)])
+        self.FAM1 = FAM(c * 4, form)
+        self.SCM1 = SCM(c * 4, form, in_channels)
+        self.FAM2 = FAM(c * 2, form)
+        self.SCM2 = SCM(c * 2, form, in_channels)
+
+    def _residual_image(self, x: torch.Tensor) -> torch.Tensor:
+        # Dual-pixel variant: every scale's residual is the mean of L and R (the combined image).
+        return x if self.in_channels == 3 else 0.5 * (x[:, :3] + x[:, 3:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"DeepRFT: expected N×{self.in_channels}×H×W input, got {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        x = _pad_to_multiple(x, self.MULTIPLE)
+        x_2 = _half(x)
+        x_4 = _half(x_2)
+        z2 = self.SCM2(x_2)
+        z4 = self.SCM1(x_4)
+
+        res1 = self.Encoder[0](self.feat_extract[0](x))
+        z = self.FAM2(self.feat_extract[1](res1), z2)
+        res2 = self.Encoder[1](z)
+        z = self.FAM1(self.feat_extract[2](res2), z4)
+        z = self.Encoder[2](z)
+
+        # Both AFFs read the encoder outputs, before either replaces them.
+        z42 = _double(z)
+        aff2 = self.AFFs[1](_half(res1), res2, z42)
+        aff1 = self.AFFs[0](res1, _double(res2), _double(z42))
+
+        z = self.Decoder[0](z)
+        quarter = None if self.inference else self.ConvsOut[0](z) + self._residual_image(x_4)
+        z = self.feat_extract[3](z)
+        z = self.Decoder[1](self.Convs[0](torch.cat([z, aff2], dim=1)))
+        half = None if self.inference else self.ConvsOut[1](z) + self._residual_image(x_2)
+        z = self.feat_extract[4](z)
+        z = self.Decoder[2](self.Convs[1](torch.cat([z, aff1], dim=1)))
+        full = (self.feat_extract[5](z) + self._residual_image(x))[..., :h, :w]
+        if self.inference:
+            return full
+        return [full, half[..., : h // 2, : w // 2], quarter[..., : h // 4, : w // 4]]
+
+
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not ph and not pw:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def to_eval_form(model: DeepRFT) -> DeepRFT:
+    """A new eval-form DeepRFT with the DO-Conv weights of ``model`` folded (upstream test.py's conversion)."""
+    if model.inference:
+        raise ValueError("to_eval_form: the model is already in eval form (inference=True)")
+    num_res = len(model.Encoder[0].layers)
+    ref = next(model.parameters())
+    folded = DeepRFT(num_res=num_res, inference=True, in_channels=model.in_channels).to(ref.device, ref.dtype)
+    folded.load_state_dict(fold_doconv_state_dict(model.state_dict()), strict=True)
+    return folded
+
+
+@torch.no_grad()
+def official_window_inference(
+    model: nn.Module, x: torch.Tensor, window: int = OFFICIAL_DPDD_WINDOW, batch_size: int = 4
+) -> torch.Tensor:
+    """Upstream test.py's ``window_partitionx`` / ``window_reversex`` scheme, generalised to any size.
+
+    Non-overlapping ``window`` tiles cover the largest multiple of ``window``; the right and bottom remainders
+    come from extra tiles flush with the image border, of which only the uncovered pixels are used (no
+    blending). 1120x1680 with 512 gives 12 tiles. An axis shorter than ``window`` uses one tile of its length.
+    """
+    n, _, height, width = x.shape
+    th, tw = min(window, height), min(window, width)
+
+    def starts(size: int, tile: int) -> list[tuple[int, int]]:
+        main = size - size % tile
+        out = [(s, 0) for s in range(0, main, tile)]
+        if main != size:
+            out.append((size - tile, main - (size - tile)))  # (tile start, first row/col of it to keep)
+        return out
+
+    tiles = [(r, kr, c, kc) for r, kr in starts(height, th) for c, kc in starts(width, tw)]
+    result = None
+    for i in range(0, len(tiles), batch_size):
+        chunk = tiles[i : i + batch_size]
+        batch = torch.cat([x[:, :, r : r + th, c : c + tw] for r, _, c, _ in chunk], dim=0)
+        out = model(batch)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        if result is None:
+            result = out.new_zeros(n, out.shape[1], height, width)
+        for j, (r, kr, c, kc) in enumerate(chunk):
+            result[:, :, r + kr : r + th, c + kc : c + tw] = out[j * n : (j + 1) * n, :, kr:, kc:]
+    return result
+
+
+@dataclass(frozen=True)
+class DeepRFTConfig:
+    """Constructor options of ``deeprft`` / ``deeprft-dp``: ``num_res`` 4/8/20 = Small/DeepRFT/Plus;
+    ``inference`` picks the eval (folded) weight form. The defaults are the official DeepRFT train form."""
+
+    num_res: int = 8
+    inference: bool = False
+
+
+def _config(name: str, tiny: bool, overrides: dict) -> DeepRFTConfig:
+    merged = {**(TINY_OVERRIDES[name] if tiny else {}), **overrides}
+    return from_dict(DeepRFTConfig, merged, f"build_model({name!r}) overrides")
+
+
+@register_model(
+    "deeprft",
+    input_kind="combined",
+    inference="tiled",  # upstream test.py runs 512x512 windows on DPDD
+    ldp_losses=False,
+    description="DeepRFT (AAAI 2022), official 3-channel model, num_res 8, train form (10.83 M params)",
+)
+def deeprft(tiny: bool = False, **overrides) -> DeepRFT:
+    cfg = _config("deeprft", tiny, overrides)
+    return DeepRFT(num_res=cfg.num_res, inference=cfg.inference, in_channels=3)
+
+
+@register_model(
+    "deeprft-dp",
+    input_kind="dp",
+    inference="tiled",
+    ldp_losses=False,
+    description="DeepRFT with a 6-channel dual-pixel input (this project's adaptation; see docs/baselines.md)",
+)
+def deeprft_dp(tiny: bool = False, **overrides) -> DeepRFT:
+    cfg = _config("deeprft-dp", tiny, overrides)
+    return DeepRFT(num_res=cfg.num_res, inference=cfg.inference, in_channels=6)
+
+
+# ``tiny=True``: one FFT block per stage (the width, 32, is fixed upstream), for the registry-wide tests.
+TINY_OVERRIDES: dict[str, dict] = {"deeprft": {"num_res": 1}, "deeprft-dp": {"num_res": 1}}

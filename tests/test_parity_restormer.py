@@ -1,0 +1,168 @@
+"""Restormer parity with swz30/Restormer (fixtures in ../shared/reference/parity/restormer) and checkpoint loading."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from dataclasses import asdict
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+
+from baselines.checkpoints import CheckpointError, load_weights
+from baselines.restormer import Restormer, RestormerConfig, restormer_dp
+from ldp.config import ConfigError
+from ldp.registry import get_spec
+
+FIXTURES = ["tiny", "tiny_f64", "tiny_variant", "tiny_variant_f64"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny convs on a shared, busy machine: intra-op threads spin-wait and run ~30x slower than one thread.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@cache
+def _fixture(path: Path) -> dict:
+    return torch.load(path, weights_only=False)
+
+
+def _tol(dtype: torch.dtype) -> float:
+    return 1e-10 if dtype == torch.float64 else 1e-5
+
+
+def _built_from(fx: dict) -> Restormer:
+    model = Restormer(**fx["config"])
+    if fx["dtype"] == "float64":
+        model = model.double()
+    model.load_state_dict(fx["state_dict"], strict=True)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_tiny_fixture_outputs(parity_dir, name):
+    fx = _fixture(parity_dir / "restormer" / f"{name}.pt")
+    model = _built_from(fx)
+    assert fx["cases"], "fixture has no cases"
+    for case_name, case in fx["cases"].items():
+        with torch.no_grad():
+            out = model(case["input"])
+        ref = case["output"]
+        assert out.dtype == ref.dtype and out.shape == ref.shape, case_name
+        tol = _tol(ref.dtype)
+        err = (out - ref).abs().max().item()
+        assert torch.allclose(out, ref, rtol=tol, atol=tol), f"{name}/{case_name}: max abs err {err:.3g}"
+
+
+def test_variant_has_no_patch_embed_bias(parity_dir):
+    sd = _fixture(parity_dir / "restormer" / "tiny_variant.pt")["state_dict"]
+    model = Restormer(**_fixture(parity_dir / "restormer" / "tiny_variant.pt")["config"])
+    assert "patch_embed.proj.bias" not in sd and "patch_embed.proj.bias" not in model.state_dict()
+    assert "output.bias" in model.state_dict() and "skip_conv.weight" not in model.state_dict()
+
+
+def test_full_config_matches_manifest(parity_dir):
+    manifest = json.loads((parity_dir / "restormer" / "full_manifest.json").read_text())
+    model = restormer_dp()  # the registered default = the paper's full configuration
+    ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    theirs = [(k, list(shape)) for k, shape in manifest["state_dict"].items()]
+    assert ours == theirs
+    assert sum(p.numel() for p in model.parameters()) == manifest["param_count"] == 26_132_548
+    ours_config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(RestormerConfig()).items()}
+    assert ours_config == manifest["config"]
+
+
+def test_official_style_checkpoint_loads_strictly_into_full_model(parity_dir, tmp_path):
+    """A ``{'params': sd}`` file with the manifest's keys and shapes loads strictly (stride-0 tensors keep it tiny)."""
+    manifest = json.loads((parity_dir / "restormer" / "full_manifest.json").read_text())
+    sd = OrderedDict((k, torch.full((), 0.01).expand(*shape)) for k, shape in manifest["state_dict"].items())
+    path = tmp_path / "restormer_dp_official_layout.pth"
+    torch.save({"params": sd}, path)
+    model = restormer_dp()
+    report = load_weights(model, path)
+    assert report.wrapper_key == "params" and not report.missing and not report.unexpected
+    assert torch.all(model.output.weight == 0.01)
+
+
+def test_fixture_via_checkpoint_file(parity_dir, tmp_path):
+    fx = _fixture(parity_dir / "restormer" / "tiny.pt")
+    path = tmp_path / "net_g_latest.pth"
+    torch.save({"params": fx["state_dict"], "params_ema": {}}, path)
+    model = Restormer(**fx["config"])
+    load_weights(model, path)
+    with torch.no_grad():
+        out = model.eval()(fx["input"])
+    assert torch.allclose(out, fx["output"], rtol=1e-5, atol=1e-5)
+
+
+# ---- no shared files needed below ----
+
+
+def _tiny(seed: int = 0) -> Restormer:
+    torch.manual_seed(seed)
+    return restormer_dp(tiny=True)
+
+
+def test_state_dict_wrapper_with_module_prefix(tmp_path):
+    src, dst = _tiny(0), _tiny(1)
+    path = tmp_path / "ckpt.pth"
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in src.state_dict().items()}}, path)
+    report = load_weights(dst, path)
+    assert report.wrapper_key == "state_dict" and report.stripped_prefix and not report.folded_doconv
+    x = torch.rand(1, 6, 16, 24)
+    with torch.no_grad():
+        assert torch.equal(src.eval()(x), dst.eval()(x))
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path):
+    sd = _tiny().state_dict()
+    sd.pop("skip_conv.weight")
+    sd["extra.head.weight"] = torch.zeros(3)
+    path = tmp_path / "bad.pth"
+    torch.save({"params": sd}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_weights(_tiny(), path)
+    msg = str(err.value)
+    assert "bad.pth" in msg and "skip_conv.weight" in msg and "extra.head.weight" in msg
+    sd2 = _tiny().state_dict()
+    sd2["output.weight"] = torch.zeros(3, 16, 1, 1)
+    with pytest.raises(CheckpointError, match=r"output\.weight .*shape|shape mismatch: output\.weight"):
+        load_weights(_tiny(), {"params": sd2})
+
+
+def test_unreadable_checkpoint_names_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_weights(_tiny(), tmp_path / "nope.pth")
+    bad = tmp_path / "garbage.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pth"):
+        load_weights(_tiny(), bad)
+
+
+def test_registry_entry_and_overrides():
+    spec = get_spec("restormer-dp")
+    assert (spec.input_kind, spec.inference) == ("dp", "tiled")
+    with pytest.raises(ConfigError, match=r"restormer-dp.*num_block"):
+        restormer_dp(num_block=(1, 1, 1, 1))
+    assert restormer_dp(tiny=True).UNUSED_PARAMETERS == ()
+
+
+def test_any_size_input_and_bad_channels():
+    model = _tiny().eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 6, 30, 42)).shape == (1, 3, 30, 42)  # padded to 32x48 internally, cropped
+    with pytest.raises(ValueError, match="6"):
+        model(torch.rand(1, 3, 32, 32))
+
+
+def test_tiny_backward_every_parameter_gets_gradient():
+    model = _tiny()
+    model(torch.rand(2, 6, 16, 16)).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
