@@ -1,0 +1,507 @@
+"""The evaluation protocol, the evaluation runner and paired-bootstrap confidence intervals.
+
+Protocol ``dpdd16-restormer-v1`` (docs/metrics.md): 16-bit PNGs divided by 65535 (8-bit by 255), full
+resolution, output clamped to [0, 1], per-image PSNR (peak 1, float), skimage-identical SSIM, MAE, RMSE
+("MSE_rel (RMSE)") and LPIPS-Alex when its weights are local; means per subset (all / indoor / outdoor) with
+bootstrap 95 % confidence intervals.
+
+Outputs of :func:`evaluate` in ``out_dir`` (each written atomically):
+``per_image.csv``, ``metrics.json`` and ``samples/<scene>.png`` (16-bit restorations).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ldp.data.manifest import load_manifest, load_scene
+from ldp.imageio import write_image
+from ldp.metrics import METRIC_NAMES, compute_metrics, load_lpips
+from ldp.registry import build_model, get_spec
+
+PER_IMAGE_CSV = "per_image.csv"
+METRICS_JSON = "metrics.json"
+SAMPLES_DIR = "samples"
+SUBSETS = ("all", "indoor", "outdoor")
+CSV_COLUMNS = ("scene", "category", "psnr", "ssim", "mae", "rmse", "lpips")
+RANDOM_INIT = "random-init"
+
+
+class EvaluationError(ValueError):
+    """Bad evaluation input (dataset, split, blur maps, weights, protocol); the message names the culprit."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A fixed, versioned way to turn restorations into numbers; its id goes into every result."""
+
+    id: str
+    input_scaling: str = "uint16/65535, uint8/255"
+    resolution: str = "full"
+    clamp: tuple[float, float] = (0.0, 1.0)
+    psnr_peak: float = 1.0
+    psnr_identical_db: float = 100.0
+    ssim: str = "skimage structural_similarity(data_range=1, channel_axis=-1) defaults"
+    ssim_window: str = "uniform 7x7"
+    ssim_k1: float = 0.01
+    ssim_k2: float = 0.03
+    ssim_sample_covariance: bool = True
+    ssim_border_crop: int = 3
+    lpips: str = "LPIPS v0.1 AlexNet, normalize=True; unavailable (null) without local weights"
+    rmse_printed_as: str = "MSE_rel (RMSE)"
+    reduction: str = "mean of per-image values"
+    subsets: tuple[str, ...] = SUBSETS
+    ci: str = "bootstrap over images, percentile 95 %"
+
+
+PROTOCOLS: dict[str, Protocol] = {"dpdd16-restormer-v1": Protocol(id="dpdd16-restormer-v1")}
+DEFAULT_PROTOCOL = "dpdd16-restormer-v1"
+
+
+def get_protocol(protocol_id: str) -> Protocol:
+    if protocol_id not in PROTOCOLS:
+        raise EvaluationError(f"unknown protocol {protocol_id!r}; known: {', '.join(PROTOCOLS)}")
+    return PROTOCOLS[protocol_id]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """params.yaml section ``evaluate``."""
+
+    split: str = "test"
+    protocol: str = DEFAULT_PROTOCOL
+    tiling: Literal["auto", "whole", "tiled"] = "auto"  # auto: the model's registered inference mode
+    tile: int = 512
+    overlap: int = 64
+    save_samples: int = 4  # restorations written as 16-bit PNG (first N scenes)
+    bootstrap: int = 2000  # resamples for the 95 % confidence intervals
+    seed: int = 0  # bootstrap seed, and the init seed when no weights are given
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    lpips: bool = True  # compute LPIPS when its weights are on this machine
+    max_images: int = 0  # 0 = the whole split (smoke runs use a few)
+
+
+@dataclass
+class EvalResult:
+    per_image: pd.DataFrame
+    summary: dict[str, Any]
+    out_dir: Path
+
+
+# ------------------------------------------------------------------------------------------- bootstrap
+
+
+def _resample_means(values: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n, len(values)))
+    return values[idx].mean(axis=1)
+
+
+def bootstrap_ci(values: Sequence[float], n: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over images; ``(nan, nan)`` for empty or NaN input."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0 or not np.all(np.isfinite(arr)):
+        return math.nan, math.nan
+    if n <= 0:
+        raise EvaluationError("bootstrap resamples must be positive")
+    means = _resample_means(arr, n, seed)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def _as_table(per_image: pd.DataFrame | str | Path) -> pd.DataFrame:
+    if isinstance(per_image, (str, Path)):
+        path = Path(per_image)
+        if path.is_dir():
+            path = path / PER_IMAGE_CSV
+        if not path.is_file():
+            raise EvaluationError(f"{path}: per-image CSV not found")
+        return pd.read_csv(path, dtype={"scene": str, "category": str}, keep_default_na=True)
+    return per_image
+
+
+def paired_bootstrap_diff(
+    per_image_a: pd.DataFrame | str | Path,
+    per_image_b: pd.DataFrame | str | Path,
+    metric: str = "psnr",
+    n: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """CI of mean(a - b) for ``metric`` over the images both runs share, resampling images jointly.
+
+    Inputs are per-image tables (or their CSV paths / run folders) with a ``scene`` column. The two runs must
+    cover the same scenes. Identical runs give ``mean_diff = ci_low = ci_high = 0``.
+    """
+    a, b = _as_table(per_image_a), _as_table(per_image_b)
+    for name, table in (("a", a), ("b", b)):
+        if "scene" not in table.columns or metric not in table.columns:
+            raise EvaluationError(f"run {name}: per-image table needs columns 'scene' and {metric!r}")
+    if set(a["scene"]) != set(b["scene"]) or len(a) != len(b):
+        only_a = sorted(set(a["scene"]) - set(b["scene"]))[:5]
+        only_b = sorted(set(b["scene"]) - set(a["scene"]))[:5]
+        raise EvaluationError(f"runs cover different images (only in a: {only_a}, only in b: {only_b})")
+    merged = a[["scene", metric]].merge(b[["scene", metric]], on="scene", suffixes=("_a", "_b"))
+    diff = (merged[f"{metric}_a"] - merged[f"{metric}_b"]).to_numpy(dtype=np.float64)
+    lo, hi = bootstrap_ci(diff, n=n, seed=seed, level=level)
+    finite = diff.size > 0 and bool(np.all(np.isfinite(diff)))
+    if finite:
+        means = _resample_means(diff, n, seed)
+        frac_a_better = float(np.mean(means > 0)) if metric in ("psnr", "ssim") else float(np.mean(means < 0))
+    return {
+        "metric": metric,
+        "n_images": int(diff.size),
+        "mean_diff": float(diff.mean()) if finite else None,
+        "ci_low": lo if finite else None,
+        "ci_high": hi if finite else None,
+        "level": level,
+        "resamples": n,
+        "seed": seed,
+        "frac_resamples_a_better": frac_a_better if finite else None,
+    }
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_clean(obj: Any) -> Any:
+    """NaN/inf → None (JSON has no NaN), numpy scalars → Python."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EvaluationError(f"params.yaml:evaluate.device: {device!r} requested but CUDA is not available")
+    return dev
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def to_batch(img: np.ndarray, device: torch.device) -> torch.Tensor:
+    """H×W×3 float32 array → 1×3×H×W tensor."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].to(device)
+
+
+def to_image(t: torch.Tensor) -> np.ndarray:
+    """1×3×H×W tensor → H×W×3 float32 array."""
+    return t[0].permute(1, 2, 0).float().cpu().numpy()
+
+
+def weights_record(weights: str | Path | None) -> dict[str, Any] | str:
+    if weights is None:
+        return RANDOM_INIT
+    path = Path(weights)
+    return {"path": str(path.resolve()), "sha256": sha256_file(path)}
+
+
+def prepare_model(
+    model_name: str, weights: str | Path | None, device: torch.device, seed: int = 0, weights_key: str | None = None
+) -> nn.Module:
+    """Build a registered model and load weights safely (``weights_only=True``); random init when None."""
+    torch.manual_seed(seed)
+    model = build_model(model_name)
+    if weights is not None:
+        from ldp.checkpoint import load_weights
+
+        if not Path(weights).is_file():
+            raise EvaluationError(f"{weights}: weights file not found")
+        load_weights(model, weights, strict=True, key=weights_key)
+    return model.to(device).eval()
+
+
+def blurmap_meta(blurmap_dir: str | Path | None) -> dict[str, Any]:
+    if blurmap_dir is None:
+        return {}
+    from ldp.blurmap.io import read_meta
+
+    return read_meta(blurmap_dir)
+
+
+def clip_weights_kind(meta: Mapping[str, Any]) -> str | None:
+    for key in ("weights_kind", "clip_weights", "weights"):
+        if isinstance(meta.get(key), str):
+            return meta[key]
+    return None
+
+
+def load_blurmap_tensor(blurmap_dir: str | Path, scene: str, size: tuple[int, int], device: torch.device):
+    """The stage's blur map for ``scene`` at image size, as 1×1×H×W."""
+    from ldp.blurmap.io import load_blurmap
+
+    return torch.from_numpy(np.asarray(load_blurmap(blurmap_dir, scene, size), dtype=np.float32))[None, None].to(device)
+
+
+def restore(
+    model: nn.Module,
+    input_kind: str,
+    left: torch.Tensor,
+    right: torch.Tensor,
+    blurmap: torch.Tensor | None,
+    mode: str,
+    tile: int,
+    overlap: int,
+) -> torch.Tensor:
+    """Run the model on one full-resolution pair (whole or tiled) and clamp to [0, 1]."""
+    from ldp.models.inputs import make_input
+    from ldp.models.tiling import infer
+
+    x = make_input(input_kind, left, right, blurmap)
+    with torch.inference_mode():
+        return infer(model, x, mode=mode, tile=tile, overlap=overlap).float().clamp(0.0, 1.0)
+
+
+def summarize(per_image: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
+    """Means and bootstrap CIs per subset; unavailable metrics (all NaN) give ``None``."""
+    out: dict[str, Any] = {}
+    for subset in SUBSETS:
+        rows = per_image if subset == "all" else per_image[per_image["category"] == subset]
+        entry: dict[str, Any] = {"n_images": len(rows)}
+        for metric in METRIC_NAMES:
+            vals = rows[metric].to_numpy(dtype=np.float64) if metric in rows else np.array([])
+            if len(vals) == 0 or not np.all(np.isfinite(vals)):
+                entry[metric] = {"mean": None, "ci95": None}
+                continue
+            lo, hi = bootstrap_ci(vals, n=n_boot, seed=seed)
+            entry[metric] = {"mean": float(vals.mean()), "ci95": [lo, hi]}
+        # The supplement's MSE_rel equals 10^(-PSNR/20) of the printed mean PSNR; by Jensen that is <= mean RMSE
+        psnr_mean = entry["psnr"]["mean"]
+        entry["rmse_from_mean_psnr"] = None if psnr_mean is None else 10 ** (-psnr_mean / 20)
+        out[subset] = entry
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ runner
+
+
+def evaluate(
+    model_name: str,
+    weights: str | Path | None,
+    dataset_root: str | Path,
+    split: str | None = None,
+    out_dir: str | Path = "results/eval",
+    blurmap_dir: str | Path | None = None,
+    cfg: EvalConfig | None = None,
+    *,
+    model: nn.Module | None = None,
+    weights_key: str | None = None,
+    data_source: str | None = None,
+    quiet: bool = False,
+) -> EvalResult:
+    """Evaluate ``model_name`` on a dataset split under ``cfg.protocol`` and write the results to ``out_dir``.
+
+    ``weights=None`` evaluates a random init (recorded as ``"random-init"``); ``model`` passes an already
+    built network (e.g. right after training) instead of building one. ``split`` overrides ``cfg.split``.
+    Models with input kind ``dp+blurmap`` read their blur maps from ``blurmap_dir`` (the blur-map stage).
+    """
+    cfg = cfg or EvalConfig()
+    protocol = get_protocol(cfg.protocol)
+    split = split or cfg.split
+    root = Path(dataset_root)
+    out_dir = Path(out_dir)
+    device = resolve_device(cfg.device)
+    spec = get_spec(model_name)
+
+    table = load_manifest(root, split)
+    if table.empty:
+        raise EvaluationError(f"{root / 'manifest.csv'}: no rows for split {split!r}")
+    needed = ("left", "right", "target") if spec.input_kind in ("dp", "dp+blurmap") else ("target",)
+    for col in needed:
+        empty = table.loc[table[col] == "", "scene"].tolist()
+        if empty:
+            raise EvaluationError(f"{root / 'manifest.csv'}: split {split!r} lacks '{col}' for scenes {empty[:5]}")
+    if spec.input_kind == "combined":
+        no_src = table.loc[(table["combined"] == "") & ((table["left"] == "") | (table["right"] == "")), "scene"]
+        if len(no_src):
+            raise EvaluationError(f"{root / 'manifest.csv'}: scenes {no_src.tolist()[:5]} lack a combined view")
+    if cfg.max_images > 0:
+        table = table.iloc[: cfg.max_images]
+
+    use_blurmap = spec.input_kind == "dp+blurmap"
+    meta: dict[str, Any] = {}
+    if use_blurmap:
+        if blurmap_dir is None:
+            raise EvaluationError(
+                f"model {model_name!r} takes a blur map: pass blurmap_dir (the blur-map stage output)"
+            )
+        meta = blurmap_meta(blurmap_dir)
+
+    mode = spec.inference if cfg.tiling == "auto" else cfg.tiling
+    if model is None:
+        model = prepare_model(model_name, weights, device, seed=cfg.seed, weights_key=weights_key)
+    else:
+        model = model.to(device).eval()
+    lpips_model, lpips_reason = load_lpips(device) if cfg.lpips else (None, "disabled (evaluate.lpips: false)")
+
+    # Samples go to a temp folder that replaces samples/ only when the whole run succeeded.
+    samples_tmp = Path(tempfile.mkdtemp(dir=_mkdir(out_dir), prefix=f".{SAMPLES_DIR}.tmp-"))
+    try:
+        rows: list[dict[str, Any]] = []
+        model_s = metric_s = 0.0
+        bar = tqdm(table.to_dict("records"), desc=f"eval {model_name}", disable=quiet, unit="img")
+        for i, row in enumerate(bar):
+            scene = load_scene(root, row)
+            target = to_batch(scene["target"], device)
+            h, w = target.shape[-2:]
+            left = to_batch(scene["left"], device) if "left" in scene else None
+            right = to_batch(scene["right"], device) if "right" in scene else None
+            if spec.input_kind == "combined" and (left is None or right is None):
+                left = right = to_batch(scene["combined"], device)  # (V + V) / 2 = V
+            bmap = load_blurmap_tensor(blurmap_dir, row["scene"], (h, w), device) if use_blurmap else None
+
+            _sync(device)
+            t0 = time.perf_counter()
+            pred = restore(model, spec.input_kind, left, right, bmap, mode, cfg.tile, cfg.overlap)
+            _sync(device)
+            t1 = time.perf_counter()
+            if pred.shape != target.shape:
+                raise EvaluationError(
+                    f"scene {row['scene']}: model output {tuple(pred.shape)} != target {tuple(target.shape)}"
+                )
+            vals = compute_metrics(pred, target, lpips=lpips_model)
+            _sync(device)
+            t2 = time.perf_counter()
+            model_s += t1 - t0
+            metric_s += t2 - t1
+
+            rec = {"scene": row["scene"], "category": row["category"]}
+            rec.update({k: float(vals[k][0]) if k in vals else math.nan for k in METRIC_NAMES})
+            rows.append(rec)
+            bar.set_postfix(psnr=f"{rec['psnr']:.2f}")
+            if i < cfg.save_samples:
+                write_image(samples_tmp / f"{row['scene']}.png", to_image(pred), bits=16)
+
+        per_image = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
+        _write_csv(per_image, out_dir / PER_IMAGE_CSV)
+        if cfg.save_samples > 0:
+            _replace_dir(samples_tmp, out_dir / SAMPLES_DIR)
+    finally:
+        shutil.rmtree(samples_tmp, ignore_errors=True)
+
+    manifest_path = root / "manifest.csv"
+    summary = {
+        "protocol": protocol.id,
+        "protocol_spec": dataclasses.asdict(protocol),
+        "model": model_name,
+        "input_kind": spec.input_kind,
+        "inference": {"mode": mode, "tile": cfg.tile, "overlap": cfg.overlap} if mode == "tiled" else {"mode": mode},
+        "weights": weights_record(weights),
+        "data_source": {
+            "name": data_source or root.resolve().name,
+            "root": str(root.resolve()),
+            "manifest_sha256": sha256_file(manifest_path),
+            "split": split,
+            "bit_depth": sorted({int(b) for b in table["bit_depth"] if int(b)}),
+        },
+        "clip_weights": clip_weights_kind(meta) if use_blurmap else None,
+        "blurmap": {"dir": str(Path(blurmap_dir).resolve()), "meta": meta} if use_blurmap else None,
+        "lpips": {"available": lpips_model is not None, "reason": lpips_reason or None},
+        "n_images": len(per_image),
+        "metrics": summarize(per_image, cfg.bootstrap, cfg.seed),
+        "bootstrap": {"resamples": cfg.bootstrap, "seed": cfg.seed, "level": 0.95, "method": "percentile"},
+        "timing_s": {
+            "model": model_s,
+            "metrics": metric_s,
+            "metrics_over_model": metric_s / model_s if model_s > 0 else None,
+            "device": str(device),
+        },
+    }
+    summary = _json_clean(summary)
+    _atomic_write_text(out_dir / METRICS_JSON, json.dumps(summary, indent=2) + "\n")
+    return EvalResult(per_image=per_image, summary=summary, out_dir=out_dir)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        table.to_csv(tmp, index=False, float_format="%.10g")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Swap a finished folder into place; the old one is removed after the rename."""
+    old = None
+    if dest.exists():
+        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+        os.replace(dest, old)
+    os.replace(new, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """A short table of the means per subset, with RMSE labelled as the paper's MSE_rel."""
+    labels = {"psnr": "PSNR", "ssim": "SSIM", "mae": "MAE", "rmse": "MSE_rel (RMSE)", "lpips": "LPIPS"}
+    lines = [f"{summary['model']} | {summary['protocol']} | weights: {_weights_label(summary['weights'])}"]
+    lines.append(f"{'subset':<8} {'n':>4} " + " ".join(f"{labels[m]:>16}" for m in METRIC_NAMES))
+    for subset, entry in summary["metrics"].items():
+        cells = []
+        for m in METRIC_NAMES:
+            mean = entry[m]["mean"]
+            cells.append(f"{'n/a' if mean is None else f'{mean:.4f}':>16}")
+        lines.append(f"{subset:<8} {entry['n_images']:>4} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def _weights_label(rec: Any) -> str:
+    return rec if isinstance(rec, str) else f"{rec['path']} (sha256 {rec['sha256'][:12]})"
