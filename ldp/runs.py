@@ -1,0 +1,106 @@
+"""Train or evaluate one experiment of the grid, as the DVC stages and ``ldp train`` / ``ldp evaluate`` do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ldp.config import section
+from ldp.experiments import (
+    ExperimentConfig,
+    clip_weights_kinds,
+    import_model_module,
+    load_experiments,
+    train_overrides,
+)
+
+TRAIN_LOGS = ("train_log.csv", "val_log.csv", "train_summary.json")
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """params.yaml section ``mlflow``; the tracking URI comes from MLFLOW_TRACKING_URI or the repo's sqlite store."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a run reads and writes (the DVC stages use the defaults, relative to the repo root)."""
+
+    dataset: Path = Path("data/dataset")
+    blurmaps: Path = Path("data/blurmaps")
+    checkpoints: Path = Path("checkpoints")
+    results: Path = Path("results")
+
+
+def get_experiment(params: dict, name: str) -> ExperimentConfig:
+    experiments = load_experiments(params)
+    if name not in experiments:
+        raise KeyError(f"params.yaml:experiments.{name}: no such experiment (known: {', '.join(experiments)})")
+    exp = experiments[name]
+    import_model_module(exp)
+    return exp
+
+
+def _tags(params: dict, exp: ExperimentConfig, name: str, stage: str, **extra: Any) -> dict[str, str]:
+    from ldp.tracking import standard_tags
+
+    return standard_tags(exp.model, data_source=(params.get("data") or {}).get("source", ""),
+                         clip_weights=",".join(clip_weights_kinds(params, exp)) or "n/a",
+                         extra={"experiment": name, "stage": stage, "table": exp.primary_table(),
+                                "blurmap": exp.blurmap, "ldp_losses": exp.ldp_losses, **extra})
+
+
+def train_experiment(params: dict, name: str, layout: Layout = Layout()) -> dict[str, Any]:
+    from ldp.tracking import Tracker, run_name
+    from ldp.train import train, train_config
+
+    exp = get_experiment(params, name)
+    cfg = train_config(params, train_overrides(params, exp), override_where=f"params.yaml:experiments.{name}")
+    out = layout.checkpoints / name
+    with Tracker(cfg, exp.primary_table(), run_name(exp.model, name), _tags(params, exp, name, "train"),
+                 out_dir=out, enabled=section(params, "mlflow", MlflowConfig).enabled) as tracker:
+        summary = train(cfg, exp.model, layout.dataset, out, blurmap_dir=layout.blurmaps / exp.blurmap,
+                        tracker=tracker)
+    logs = layout.results / "training" / name
+    if logs.exists():
+        shutil.rmtree(logs)
+    logs.mkdir(parents=True)
+    for fname in TRAIN_LOGS:
+        if (out / fname).is_file():
+            shutil.copy2(out / fname, logs / fname)
+    summary = {**summary, "experiment": name, "clip_weights_kinds": clip_weights_kinds(params, exp)}
+    (logs / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def evaluate_experiment(params: dict, name: str, layout: Layout = Layout()):
+    from ldp import build_model
+    from ldp.checkpoint import load_weights
+    from ldp.evaluate import EvalConfig, evaluate
+    from ldp.tracking import Tracker, run_name
+    from ldp.train import train_config
+
+    exp = get_experiment(params, name)
+    cfg = section(params, "evaluate", EvalConfig)
+    overrides = train_config(params, train_overrides(params, exp)).model_overrides
+    weights = layout.checkpoints / name / "model.pt"
+    model = build_model(exp.model, **overrides)
+    load_weights(model, weights)
+    out = layout.results / "eval" / name
+    source = (params.get("data") or {}).get("source", "")
+    result = evaluate(exp.model, weights, layout.dataset, out_dir=out, blurmap_dir=layout.blurmaps / exp.blurmap,
+                      cfg=cfg, model=model, data_source=source)
+    tags = _tags(params, exp, name, "evaluate", protocol=result.summary["protocol"])
+    with Tracker(cfg, exp.primary_table(), run_name(exp.model, name), tags, out_dir=out,
+                 enabled=section(params, "mlflow", MlflowConfig).enabled) as tracker:
+        for subset, stats in result.summary["metrics"].items():
+            tracker.log_metrics({f"test.{subset}.{m}": v["mean"] for m, v in stats.items()
+                                 if isinstance(v, dict) and v.get("mean") is not None})
+        tracker.log_artifact(out / "per_image.csv")
+        tracker.log_artifact(out / "samples", "samples")
+    return result
