@@ -1,0 +1,212 @@
+"""Parity of our NAFNet and LDP with the official code, through the fixtures in ../shared/reference/parity/.
+
+Each README there is the spec: strict state_dict loading, outputs within 1e-5 (float32) / 1e-10 (float64) on every
+case, and the full configs' keys and shapes equal to the manifests, in order.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import ldp
+
+TOL = {"float32": 1e-5, "float64": 1e-10}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small convs on 2 shared cores run ~10x faster single-threaded (no spin-waiting between threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _load(path):
+    if not path.is_file():
+        pytest.skip(f"fixture not found: {path}")
+    return torch.load(path, weights_only=False)
+
+
+def _run_cases(model, fx, intermediates_check=None):
+    assert fx["dtype"] in TOL, fx["dtype"]
+    tol = TOL[fx["dtype"]]
+    if fx["dtype"] == "float64":
+        model = model.double()
+    model.load_state_dict(fx["state_dict"], strict=True)
+    model.eval()
+    assert len(fx["cases"]) >= 2
+    with torch.no_grad():
+        for name, case in fx["cases"].items():
+            out = model(case["input"])
+            assert out.dtype == case["output"].dtype
+            assert out.shape == case["output"].shape, name
+            err = (out - case["output"]).abs().max().item()
+            assert torch.allclose(out, case["output"], rtol=tol, atol=tol), f"case {name}: max abs err {err:.3g}"
+            if intermediates_check is not None and "intermediates" in case:
+                intermediates_check(model, case)
+
+
+def _manifest_pairs(path):
+    manifest = json.loads(path.read_text())
+    return manifest, [(k, tuple(v)) for k, v in manifest["state_dict"].items()]
+
+
+def _state_pairs(module, prefix=""):
+    return [(k[len(prefix) :], tuple(v.shape)) for k, v in module.state_dict().items() if k.startswith(prefix)]
+
+
+# ---------------------------------------------------------------- NAFNet
+
+
+def _nafnet_intermediates(model, case):
+    """Hook the submodules the fixture captured (intro, encoders.0, middle_blks, ending) and compare."""
+    captured = {}
+    hooks = [
+        model.get_submodule(name).register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
+        for name in case["intermediates"]
+    ]
+    try:
+        model(case["input"])
+    finally:
+        for h in hooks:
+            h.remove()
+    for name, ref in case["intermediates"].items():
+        assert torch.allclose(captured[name], ref, rtol=1e-5, atol=1e-5), f"intermediate {name}"
+
+
+@pytest.mark.parametrize("fname", ["tiny.pt", "tiny_f64.pt"])
+def test_nafnet_tiny_fixture(parity_dir, fname):
+    fx = _load(parity_dir / "nafnet" / fname)
+    model = ldp.build_model("nafnet-gopro-w32", **fx["config"])
+    assert sum(p.numel() for p in model.parameters()) == 350_259
+    _run_cases(model, fx, _nafnet_intermediates)
+
+
+def test_nafnet_gopro_w32_matches_manifest(parity_dir):
+    manifest, pairs = _manifest_pairs(parity_dir / "nafnet" / "full_manifest.json")
+    model = ldp.build_model("nafnet-gopro-w32")
+    assert _state_pairs(model) == pairs
+    assert sum(p.numel() for p in model.parameters()) == manifest["param_count"] == 17_111_907
+
+
+def test_ldp_inner_core_matches_manifest(parity_dir):
+    manifest, pairs = _manifest_pairs(parity_dir / "nafnet" / "ldp_core_manifest.json")
+    model = ldp.build_model("ldp-small")
+    assert _state_pairs(model.naf, "") == pairs
+    assert sum(p.numel() for p in model.naf.parameters()) == manifest["param_count"] == 7_616_384
+
+
+def test_nafnet_official_class_at_ldp_core_size(parity_dir):
+    """The manifest's sibling count: megvii's class with img_channel=6 at LDP-core sizes (in == out == 6)."""
+    manifest = json.loads((parity_dir / "nafnet" / "full_manifest.json").read_text())
+    key = next(k for k in manifest["variants_param_count"] if k.startswith("official class at LDP-core"))
+    model = ldp.build_model(
+        "nafnet-gopro-w32", img_channel=6, middle_blk_num=2, enc_blk_nums=[2, 2, 2, 2], dec_blk_nums=[2, 2, 2, 2]
+    )
+    assert sum(p.numel() for p in model.parameters()) == manifest["variants_param_count"][key]
+
+
+@pytest.mark.parametrize("variant", ["GoPro-width64", "SIDD-width32"])
+def test_nafnet_variant_param_counts(parity_dir, variant):
+    manifest = json.loads((parity_dir / "nafnet" / "full_manifest.json").read_text())
+    key = next(k for k in manifest["variants_config"] if k.startswith(variant))
+    with torch.device("meta"):
+        model = ldp.build_model("nafnet-gopro-w32", **manifest["variants_config"][key])
+    assert sum(p.numel() for p in model.parameters()) == manifest["variants_param_count"][key]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_layernorm_is_traceable_by_fvcore():
+    """Plain tensor ops, no custom autograd Function: fvcore's tracer sees no ``prim::PythonOp``."""
+    from fvcore.nn import FlopCountAnalysis
+
+    from ldp.models.nafnet import NAFBlock
+
+    analysis = FlopCountAnalysis(NAFBlock(8), torch.rand(1, 8, 16, 16))
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    assert analysis.total() > 0
+    assert not any("PythonOp" in op for op in analysis.unsupported_ops()), analysis.unsupported_ops()
+
+
+# ---------------------------------------------------------------- LDP
+
+
+def _ldp_from_fixture(fx):
+    cfg = fx["config"]
+    return ldp.build_model("ldp-small", **cfg["LDP_kwargs"], inner=cfg["naf_override"])
+
+
+def _ldp_intermediates(model, case):
+    captured = {}
+    hooks = [
+        model.ca.register_forward_hook(lambda _m, _i, out: captured.__setitem__("ca", out)),
+        model.naf.register_forward_hook(lambda _m, _i, out: captured.__setitem__("naf", out)),
+    ]
+    try:
+        model(case["input"])
+    finally:
+        for h in hooks:
+            h.remove()
+    for name, ref in case["intermediates"].items():
+        assert torch.allclose(captured[name], ref, rtol=1e-5, atol=1e-5), f"intermediate {name}"
+
+
+@pytest.mark.parametrize("fname", ["tiny.pt", "tiny_f64.pt"])
+def test_ldp_tiny_fixture(parity_dir, fname):
+    fx = _load(parity_dir / "ldp" / fname)
+    model = _ldp_from_fixture(fx)
+    assert sum(p.numel() for p in model.parameters()) == 367_681
+    _run_cases(model, fx, _ldp_intermediates)
+
+
+def test_ldp_reads_only_the_last_channel(parity_dir):
+    fx = _load(parity_dir / "ldp" / "tiny.pt")
+    model = _ldp_from_fixture(fx)
+    model.load_state_dict(fx["state_dict"], strict=True)
+    model.eval()
+    x = fx["cases"]["main"]["input"]
+    with torch.no_grad():
+        ref = model(x)
+        other = x.clone()
+        other[:, 6:8] = torch.rand_like(other[:, 6:8])
+        assert torch.equal(model(other), ref)
+        flipped = x.clone()
+        flipped[:, 8] = 1 - flipped[:, 8]
+        assert (model(flipped) - ref).abs().max() > 0.1
+
+
+def _recipe_state_dict(manifest_sd):
+    g = torch.Generator().manual_seed(2024)
+    sd = {}
+    for key, shape in manifest_sd.items():
+        draw = torch.randn(shape, generator=g, dtype=torch.float32)
+        base = 1.0 if key.endswith(("norm1.weight", "norm2.weight", "temperature")) else 0.0
+        scale = 0.5 if key.endswith((".beta", ".gamma")) else 0.05
+        sd[key] = (base + scale * draw).half().float()
+    return sd
+
+
+def test_ldp_small_full_recipe(parity_dir):
+    manifest, pairs = _manifest_pairs(parity_dir / "ldp" / "full_manifest.json")
+    fx = _load(parity_dir / "ldp" / "full_recipe.pt")
+    model = ldp.build_model("ldp-small")
+    assert _state_pairs(model) == pairs
+    assert sum(p.numel() for p in model.parameters()) == manifest["param_count"] == 7_624_961
+
+    sd = _recipe_state_dict(manifest["state_dict"])
+    for key, (ref_sum, ref_abs) in fx["per_key_sum_and_abssum"].items():
+        got_sum, got_abs = sd[key].double().sum().item(), sd[key].double().abs().sum().item()
+        assert abs(got_sum - ref_sum) <= 1e-6 * max(1.0, ref_abs), f"{key}: torch.randn stream differs"
+        assert abs(got_abs - ref_abs) <= 1e-6 * max(1.0, ref_abs), f"{key}: torch.randn stream differs"
+    model.load_state_dict(sd, strict=True)
+    model.eval()
+    with torch.no_grad():
+        out = model(fx["input"])
+        assert torch.allclose(out, fx["output"], rtol=1e-5, atol=1e-5)
+        out64 = model.double()(fx["input_f64"])
+        assert torch.allclose(out64, fx["output_f64"], rtol=1e-10, atol=1e-10)
