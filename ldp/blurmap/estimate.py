@@ -1,0 +1,120 @@
+"""Config and entry point: estimate the blur map of every scene of a dataset manifest."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ldp.blurmap.classical import classical_blurmap
+from ldp.blurmap.clip_estimator import ClipBlurEstimator
+from ldp.blurmap.common import BlurMapError, grid_shape, to_nchw
+from ldp.blurmap.io import replace_dir, save_blurmap, write_meta
+from ldp.blurmap.oracle import oracle_blurmap
+from ldp.blurmap.weights import load_clip
+from ldp.data.manifest import load_manifest, load_scene
+
+
+@dataclass(frozen=True)
+class BlurMapConfig:
+    """params.yaml section ``blurmap`` (or one entry per map id)."""
+
+    estimator: Literal["clip", "classical", "oracle", "none"] = "clip"
+    clip_model: Literal["ViT-B-32", "ViT-B-16", "RN50"] = "ViT-B-32"
+    weights: str = "none"  # openai | none (random init, smoke only) | path to a checkpoint
+    prompt_format: Literal["ours", "diff_lr", "inconsistent", "halves", "single"] = "ours"
+    patch_size: int = 40
+    thresholds: tuple[float, float] | None = None  # None: the format's released (A, B), if any
+    truncate: Literal["auto", "on", "off"] = "auto"  # auto: on unless weights are random
+    batch_size: int = 64
+    device: str = "auto"  # auto: cuda when available
+    seed: int = 0  # random-init weights
+    max_disparity: int = 8  # classical estimator search range (px)
+    single_view: Literal["combined", "left"] = "combined"  # input of the "single" prompt format
+    split: str | None = None  # None: every scene of the manifest
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class BlurMapper:
+    """Maps one scene (dict of H×W×3 arrays from ``load_scene``) to a gh×gw float32 map."""
+
+    def __init__(self, cfg: BlurMapConfig):
+        self.cfg = cfg
+        self.clip: ClipBlurEstimator | None = None
+        if cfg.estimator == "clip":
+            loaded = load_clip(cfg.clip_model, cfg.weights, resolve_device(cfg.device), cfg.seed)
+            self.clip = ClipBlurEstimator(loaded, cfg.prompt_format, cfg.patch_size, cfg.thresholds,
+                                          cfg.truncate, cfg.batch_size)
+
+    def meta(self) -> dict:
+        cfg = self.cfg
+        base = {"estimator": cfg.estimator, "patch_size": cfg.patch_size, "config": asdict(cfg)}
+        if self.clip is not None:
+            return {**base, **self.clip.meta()}
+        extra = {
+            "classical": {"method": "ZNCC block matching, |disparity| per patch", "max_disparity": cfg.max_disparity},
+            "oracle": {"method": "mean |ground-truth defocus| per patch"},
+            "none": {"method": "all-zero map (no blur prior)"},
+        }[cfg.estimator]
+        return {**base, **extra, "clip_model": None, "prompt_format": None, "weights_kind": "n/a",
+                "thresholds": None, "normalisation": "per-image min-max"}
+
+    def __call__(self, scene: dict, name: str = "") -> np.ndarray:
+        cfg = self.cfg
+        if "left" not in scene or "right" not in scene:
+            if cfg.estimator in ("classical",) or (cfg.estimator == "clip" and cfg.prompt_format != "single"):
+                raise BlurMapError(f"scene {name!r}: the {cfg.estimator} estimator needs left and right views")
+        if cfg.estimator == "oracle":
+            if "defocus" not in scene:
+                raise BlurMapError(f"scene {name!r}: the oracle estimator needs a ground-truth defocus map "
+                                   "(synthetic data only)")
+            return oracle_blurmap(scene["defocus"], cfg.patch_size)[0].numpy()
+        ref = next(scene[k] for k in ("left", "combined", "target") if k in scene)
+        if cfg.estimator == "none":
+            return np.zeros(grid_shape(ref.shape[0], ref.shape[1], cfg.patch_size), np.float32)
+        if cfg.estimator == "classical":
+            return classical_blurmap(to_nchw(scene["left"]), to_nchw(scene["right"]), cfg.patch_size,
+                                     cfg.max_disparity)[0].numpy()
+        if cfg.prompt_format == "single":
+            view = scene.get("combined") if cfg.single_view == "combined" else None
+            if view is None:
+                view = (scene["left"] + scene["right"]) / 2 if "right" in scene else scene["left"]
+            return self.clip.blur_map(to_nchw(view))[0].numpy()
+        return self.clip.blur_map(to_nchw(scene["left"]), to_nchw(scene["right"]))[0].numpy()
+
+
+def estimate_blurmaps(cfg: BlurMapConfig, dataset_root: str | Path, out_dir: str | Path,
+                      progress: bool = True) -> Path:
+    """Map every scene of ``dataset_root``'s manifest into ``out_dir`` (written to a temp dir, then renamed)."""
+    dataset_root, out_dir = Path(dataset_root), Path(out_dir)
+    table = load_manifest(dataset_root, cfg.split)
+    if len(table) == 0:
+        where = f" in split {cfg.split!r}" if cfg.split else ""
+        raise BlurMapError(f"{dataset_root}: manifest has no scenes{where}")
+    mapper = BlurMapper(cfg)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        grids = {}
+        for _, row in tqdm(table.iterrows(), total=len(table), desc=f"blur maps ({cfg.estimator})",
+                           disable=not progress):
+            blurmap = mapper(load_scene(dataset_root, row), row["scene"])
+            save_blurmap(tmp, row["scene"], blurmap)
+            grids[row["scene"]] = list(blurmap.shape)
+        write_meta(tmp, {**mapper.meta(), "dataset": str(dataset_root), "scenes": grids})
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,112 @@
+"""Blur maps on disk (docs/design.md): ``<map_dir>/<scene>.npy`` float32 [0, 1] at patch-grid resolution,
+1 = most blurred, plus ``<map_dir>/meta.json`` describing the estimator."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ldp.blurmap.common import BlurMapError
+
+META_NAME = "meta.json"
+
+
+def save_blurmap(map_dir: str | Path, scene: str, blurmap) -> Path:
+    """Write one map atomically (temp file, then rename)."""
+    arr = np.asarray(blurmap.detach().cpu() if isinstance(blurmap, torch.Tensor) else blurmap, dtype=np.float32)
+    arr = np.squeeze(arr)
+    if arr.ndim != 2 or not np.isfinite(arr).all() or arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
+        raise BlurMapError(f"blur map for scene {scene!r} must be a finite 2-D array in [0, 1]")
+    path = Path(map_dir) / f"{scene}.npy"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{scene}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, np.clip(arr, 0.0, 1.0))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_meta(map_dir: str | Path, meta: dict) -> Path:
+    path = Path(map_dir) / META_NAME
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".meta.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(meta, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_meta(map_dir: str | Path) -> dict:
+    path = Path(map_dir) / META_NAME
+    if not path.is_file():
+        raise BlurMapError(f"{path}: no blur-map meta.json (estimate the maps first: dvc repro blurmaps)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BlurMapError(f"{path}: not valid JSON: {exc}") from exc
+
+
+def read_blurmap(map_dir: str | Path, scene: str) -> np.ndarray:
+    """The stored patch-grid map (gh×gw float32)."""
+    path = Path(map_dir) / f"{scene}.npy"
+    if not path.is_file():
+        raise BlurMapError(f"{path}: blur map for scene {scene!r} not found")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BlurMapError(f"{path}: cannot read blur map: {exc}") from exc
+    if arr.ndim != 2 or not np.isfinite(arr).all():
+        raise BlurMapError(f"{path}: expected a finite 2-D float map, got shape {arr.shape}")
+    return arr.astype(np.float32)
+
+
+def upsample_blurmap(grid_map, size: tuple[int, int], patch_size: int | None = None) -> np.ndarray:
+    """Bilinear upsampling of a patch-grid map to ``size`` = (H, W).
+
+    When the grid is the one of an H×W image with ``patch_size`` (remainder rows/columns dropped), the
+    covered area gh·p × gw·p is upsampled and the remainder takes the edge values; otherwise the map is
+    stretched to (H, W).
+    """
+    arr = np.asarray(grid_map, dtype=np.float32)
+    height, width = int(size[0]), int(size[1])
+    gh, gw = arr.shape
+    t = torch.from_numpy(np.ascontiguousarray(arr))[None, None]
+    p = patch_size
+    if p and gh == height // p and gw == width // p:
+        up = F.interpolate(t, size=(gh * p, gw * p), mode="bilinear", align_corners=False)
+        up = F.pad(up, (0, width - gw * p, 0, height - gh * p), mode="replicate")
+    else:
+        up = F.interpolate(t, size=(height, width), mode="bilinear", align_corners=False)
+    return up[0, 0].clamp(0.0, 1.0).numpy()
+
+
+def load_blurmap(map_dir: str | Path, scene: str, size: tuple[int, int]) -> np.ndarray:
+    """The map of ``scene`` upsampled bilinearly to ``size`` = (H, W): float32 H×W in [0, 1]."""
+    meta = read_meta(map_dir)
+    return upsample_blurmap(read_blurmap(map_dir, scene), size, meta.get("patch_size"))
+
+
+def replace_dir(tmp_dir: Path, out_dir: Path) -> None:
+    """Move a finished temp dir into place, replacing any previous output."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        os.replace(out_dir, old)
+    os.replace(tmp_dir, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
