@@ -57,7 +57,7 @@ def _tags(params: dict, exp: ExperimentConfig, name: str, stage: str, **extra: A
 
 def train_experiment(params: dict, name: str, layout: Layout = Layout()) -> dict[str, Any]:
     from ldp.tracking import Tracker, run_name
-    from ldp.train import train, train_config
+    from ldp.train import interrupted_run, train, train_config
 
     exp = get_experiment(params, name)
     cfg = train_config(params, train_overrides(params, exp), override_where=f"params.yaml:experiments.{name}")
@@ -65,7 +65,7 @@ def train_experiment(params: dict, name: str, layout: Layout = Layout()) -> dict
     with Tracker(cfg, exp.primary_table(), run_name(exp.model, name), _tags(params, exp, name, "train"),
                  out_dir=out, enabled=section(params, "mlflow", MlflowConfig).enabled) as tracker:
         summary = train(cfg, exp.model, layout.dataset, out, blurmap_dir=layout.blurmaps / exp.blurmap,
-                        tracker=tracker)
+                        tracker=tracker, resume=interrupted_run(out, cfg, exp.model))
     logs = layout.results / "training" / name
     if logs.exists():
         shutil.rmtree(logs)

@@ -1,0 +1,215 @@
+"""Checkpoints: atomic saves, safe loads (``weights_only=True``) and tolerant weight loading.
+
+``load_weights`` accepts the formats in which official checkpoints are published:
+
+* a plain ``state_dict``;
+* BasicSR / Restormer / NAFNet: ``{"params": sd}`` or ``{"params_ema": sd}`` (``params`` preferred, as in
+  Restormer's test script; pass ``key="params_ema"`` for the EMA weights);
+* wrappers: ``{"state_dict": sd}``, ``{"model": sd}``, ``{"net": sd}``, ``{"model_state": sd}``;
+* ``module.`` prefixes from DistributedDataParallel / DataParallel and ``_orig_mod.`` from ``torch.compile``;
+* our own ``last.pt`` training checkpoints (``{"model": sd, "ema": sd | None, ...}``).
+
+Model-specific conversions (e.g. DeepRFT's weight folding) stay with the model: if the module defines
+``convert_state_dict(state_dict) -> state_dict`` it is applied before the keys are matched, so the core never
+imports a baseline.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+# Keys under which published checkpoints nest their weights, in order of preference.
+WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model_state_dict", "model_state", "model", "net", "network")
+STRIP_PREFIXES = ("module.", "_orig_mod.")
+MAX_LISTED = 40
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit the model; the message names the file and the keys."""
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace`` (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated file, foreign pickle, ...
+        raise CheckpointError(
+            f"{path}: cannot load with torch.load(weights_only=True): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def extract_state_dict(obj: Any, key: str | None = None, where: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Unwrap a published checkpoint into a flat ``{name: tensor}`` dict with DDP/compile prefixes removed."""
+    if key is not None:
+        if not isinstance(obj, Mapping) or key not in obj:
+            found = sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__
+            raise CheckpointError(f"{where}: no entry {key!r} in the checkpoint (found: {found})")
+        obj = obj[key]
+    depth = 0
+    while not _is_state_dict(obj):
+        if not isinstance(obj, Mapping) or depth > 3:
+            raise CheckpointError(f"{where}: not a state dict or a known checkpoint wrapper")
+        inner = next((obj[k] for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
+        if inner is None:
+            raise CheckpointError(
+                f"{where}: no weights found; expected a state dict or one of the keys {list(WRAPPER_KEYS)}, "
+                f"found {sorted(map(str, obj))[:MAX_LISTED]}"
+            )
+        obj = inner
+        depth += 1
+    out = {}
+    for name, tensor in obj.items():
+        stripped = True
+        while stripped:
+            stripped = False
+            for prefix in STRIP_PREFIXES:
+                if name.startswith(prefix):
+                    name = name[len(prefix):]
+                    stripped = True
+        out[name] = tensor
+    return out
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare module inside DDP / DataParallel / torch.compile wrappers."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:MAX_LISTED])
+    more = f", ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else ""
+    return f"[{shown}{more}]"
+
+
+def load_weights(
+    model: nn.Module,
+    path_or_state: str | Path | Mapping[str, Any],
+    strict: bool = True,
+    key: str | None = None,
+) -> dict[str, list[str]]:
+    """Load weights into ``model`` from a file or an in-memory checkpoint.
+
+    With ``strict=True`` any missing, unexpected or mis-shaped key raises one :class:`CheckpointError` that
+    lists them all by name. With ``strict=False`` the matching tensors are loaded and the lists are returned.
+    """
+    if isinstance(path_or_state, (str, Path)):
+        where = str(path_or_state)
+        obj = safe_load(path_or_state)
+    else:
+        where = "in-memory checkpoint"
+        obj = path_or_state
+    state = extract_state_dict(obj, key=key, where=where)
+    target = unwrap_model(model)
+    convert = getattr(target, "convert_state_dict", None)
+    if callable(convert):
+        state = dict(convert(state))
+    own = target.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = sorted(
+        f"{k} (checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    report = {"missing": missing, "unexpected": unexpected, "shape_mismatch": mismatched}
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_listing(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatch {_listing(mismatched)}")
+    if strict and problems:
+        raise CheckpointError(
+            f"{where}: weights do not fit {type(target).__name__}: " + "; ".join(problems)
+        )
+    bad = {k.split(" ")[0] for k in mismatched}
+    loadable = {k: v for k, v in state.items() if k in own and k not in bad}
+    target.load_state_dict(loadable, strict=False)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# RNG state, stored in plain containers so that training checkpoints load with weights_only=True.
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch (CPU) and CUDA generator states."""
+    import random
+
+    import numpy as np
+
+    py_version, py_internal, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+        "numpy": {
+            "name": np_name,
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "gauss": float(np_gauss),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    nps = state["numpy"]
+    keys = nps["keys"].numpy().astype(np.uint32)
+    np.random.set_state((nps["name"], keys, nps["pos"], nps["has_gauss"], nps["gauss"]))
+    torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available():
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+        else:  # a different GPU count: restore what fits
+            for i, s in enumerate(cuda[: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(s.cpu(), i)

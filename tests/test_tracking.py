@@ -1,0 +1,256 @@
+"""ldp.tracking: URI and names, the unreachable-server case, and a real `mlflow server` on 127.0.0.1."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from ldp.tracking import (
+    TRACKING_RECORD,
+    Tracker,
+    default_tracking_uri,
+    flatten_params,
+    outside_dvc_temp,
+    redact_uri,
+    run_name,
+    standard_tags,
+)
+from ldp.train import TrainConfig, ValConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "nafnet-dp"
+SERVER_START_TIMEOUT_S = 240  # ~16 s on an idle machine; much more on a loaded 2-core one
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _closed_port_uri() -> str:
+    return f"http://127.0.0.1:{_free_port()}"  # nothing listens there once the probe socket is closed
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    from test_train import make_tiny_dataset
+
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny_dp_tracking"))
+
+
+def tiny_cfg(iters: int = 3) -> TrainConfig:
+    return TrainConfig(iters=iters, patch_size=32, batch_size=2, checkpoint_every=0, seed=1, device="cpu",
+                       model_overrides={"tiny": True}, val=ValConfig(every=2, crop=32, samples=1))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# URI, names, tags
+
+
+def test_default_uri_is_absolute_sqlite_in_repo_whatever_the_cwd(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = default_tracking_uri()
+    assert uri == f"sqlite:///{REPO / 'mlflow.db'}"
+    assert uri.startswith("sqlite:////")  # four slashes: an absolute path
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://team-server:5000")
+    assert default_tracking_uri() == "http://team-server:5000"
+
+
+def test_dvc_experiment_copies_map_to_the_enclosing_repo():
+    assert outside_dvc_temp(Path("/r/repo/.dvc/tmp/exps/tmpab12cd")) == Path("/r/repo")
+    assert outside_dvc_temp(Path("/r/repo")) == Path("/r/repo")
+
+
+def test_run_names_tags_and_params(monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-abc12")
+    assert run_name("ldp-small", "bwl+bal") == "ldp-small-bwl+bal@exp-abc12"
+    monkeypatch.delenv("DVC_EXP_NAME")
+    assert run_name("nafnet-dp") == "nafnet-dp"
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-abc12")
+    tags = standard_tags("ldp-small", protocol="dpdd16-restormer-v1", data_source="synthetic", device="cpu",
+                         clip_weights="random")
+    for key in ("git_commit", "DVC_EXP_NAME", "model", "protocol", "data_source", "device", "clip_weights"):
+        assert key in tags
+    assert tags["DVC_EXP_NAME"] == "exp-abc12" and tags["clip_weights"] == "random"
+    flat = flatten_params({"train": TrainConfig(), "data": {"source": "synthetic"}, "seed": 3})
+    assert flat["train.optim.lr"] == "0.001" and flat["train.optim.betas"] == "[0.9, 0.999]"
+    assert flat["data.source"] == "synthetic" and flat["seed"] == "3" and flat["train.loss.charbonnier"] == "1.0"
+    assert redact_uri("https://bob:secret@host:5000/x") == "https://***@host:5000/x"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Unreachable server
+
+
+def test_unreachable_server_does_not_stop_the_run(dataset, tmp_path):
+    out = tmp_path / "run"
+    uri = _closed_port_uri()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.monotonic()
+        with Tracker({"train": tiny_cfg()}, "main", run_name(MODEL), standard_tags(MODEL), uri=uri,
+                     out_dir=out) as tracker:
+            entered = time.monotonic() - start
+            summary = train(tiny_cfg(), MODEL, dataset, out, tracker=tracker)
+            tracker.log_metrics({"test_psnr": 20.0})
+            tracker.log_model(torch.nn.Conv2d(1, 1, 1))
+    assert entered < 5.0  # one short probe, not MLflow's minutes of HTTP retries
+    assert summary["iterations_this_run"] == 3 and (out / "model.pt").is_file()
+    ours = [w for w in caught if "MLflow tracking" in str(w.message)]
+    assert len(ours) == 1 and "unavailable" in str(ours[0].message)  # warned once, not per call
+    record = json.loads((out / TRACKING_RECORD).read_text())
+    assert record["tracked"] is False and record["run_id"] is None
+    assert "unreachable" in record["reason"] and record["tracking_uri"] == uri
+
+
+def test_disabled_tracker_and_non_zero_rank_record_why(tmp_path, monkeypatch):
+    with Tracker(None, "main", "x", uri=_closed_port_uri(), out_dir=tmp_path / "a", enabled=False) as t:
+        t.log_metrics({"a": 1.0})
+    assert json.loads((tmp_path / "a" / TRACKING_RECORD).read_text())["reason"] == "disabled"
+    monkeypatch.setenv("RANK", "1")
+    with Tracker(None, "main", "x", uri=_closed_port_uri(), out_dir=tmp_path / "b") as t:
+        t.log_metrics({"a": 1.0})
+    assert not (tmp_path / "b" / TRACKING_RECORD).exists()  # only rank 0 writes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A real MLflow server
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+           "--artifacts-destination", str(tmp_path / "artifacts")]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+                            start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, f"mlflow server exited: {(tmp_path / 'server.log').read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "mlflow server did not answer /health in time"
+            time.sleep(0.5)
+        yield uri, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the group of the server we started (uvicorn child included)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+@pytest.mark.network
+def test_training_run_logs_to_a_real_mlflow_server(mlflow_server, dataset, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    uri, proc = mlflow_server
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-test1")
+    out = tmp_path / "run"
+    cfg = tiny_cfg(iters=4)
+    tags = standard_tags(MODEL, protocol="dpdd16-restormer-v1", data_source="tiny-test", device="cpu",
+                         clip_weights="none")
+    with Tracker({"train": cfg}, "main", run_name(MODEL, "smoke"), tags, uri=uri, out_dir=out) as tracker:
+        train(cfg, MODEL, dataset, out, tracker=tracker)
+        tracker.log_metrics({"test_psnr": 21.5, "test_ssim": 0.7})
+    record = json.loads((out / TRACKING_RECORD).read_text())
+    assert record["tracked"] is True and record["errors"] == [] and record["logged"]["models"] == 1, record
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(record["run_id"])
+    assert run.info.run_name == "nafnet-dp-smoke@exp-test1" and run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "main"
+    assert run.data.params["train.iters"] == "4" and run.data.params["train.optim.lr"] == "0.001"
+    assert run.data.params["train.model_overrides.tiny"] == "True"
+    for key, value in (("model", MODEL), ("DVC_EXP_NAME", "exp-test1"), ("protocol", "dpdd16-restormer-v1"),
+                       ("data_source", "tiny-test"), ("device", "cpu"), ("clip_weights", "none")):
+        assert run.data.tags[key] == value
+    assert "git_commit" in run.data.tags
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "lr")] == [1, 2, 3, 4]
+    assert "train_charbonnier" in run.data.metrics
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_crop32_psnr")) == [2, 4]
+    assert run.data.metrics["test_psnr"] == 21.5
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"train_log.csv", "val_log.csv", "train_summary.json", "model_summary.txt", "samples"} <= artifacts
+    # The model logged through mlflow.pytorch.log_model reloads and runs.
+    import mlflow.pytorch
+
+    models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert any(m.source_run_id == run.info.run_id for m in models)
+    model_uri = next(f"models:/{m.model_id}" for m in models if m.source_run_id == run.info.run_id)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        loaded = mlflow.pytorch.load_model(model_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert loaded(torch.rand(1, 6, 32, 32)).shape == (1, 3, 32, 32)
+
+    # The server goes away mid-run: one warning, the run's record says partial, nothing raises.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Tracker({"train": cfg}, "main", "dies", uri=uri, out_dir=tmp_path / "dies") as tracker:
+            tracker.log_metrics({"a": 1.0}, step=1)
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+            start = time.monotonic()
+            for step in range(2, 5):
+                tracker.log_metrics({"a": float(step)}, step=step)
+            elapsed = time.monotonic() - start
+    record = json.loads((tmp_path / "dies" / TRACKING_RECORD).read_text())
+    assert record["tracked"] is False and record["partial"] is True and record["run_id"]
+    assert len([w for w in caught if "MLflow tracking" in str(w.message)]) == 1
+    assert elapsed < 60
+
+
+def test_sqlite_store_keeps_artifacts_next_to_the_db_not_in_the_cwd(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    store = tmp_path / "store"
+    store.mkdir()
+    cwd = tmp_path / "dvc-exp-copy"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    with Tracker({"train": tiny_cfg()}, "losses", "r", {"model": MODEL}, uri=uri, out_dir=tmp_path / "out") as t:
+        t.log_metrics({"train_loss": 0.5}, step=3)
+        t.log_text("hello", "notes/a.txt")
+    assert t.tracked and list(cwd.iterdir()) == []
+    run = MlflowClient(tracking_uri=uri).get_run(t.run_id)
+    assert run.data.metrics["train_loss"] == 0.5 and run.data.params["train.iters"] == "3"
+    assert run.info.artifact_uri.startswith((store / "mlruns" / "losses").as_uri())
+    assert (store / "mlruns" / "losses" / t.run_id / "artifacts" / "notes" / "a.txt").read_text() == "hello"

@@ -1,0 +1,367 @@
+"""ldp.train: config merging, LR schedule, sampler sharding, outputs, SIGKILL resume identity and DDP on gloo."""
+
+import csv
+import json
+import math
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ldp import build_model
+from ldp.checkpoint import CheckpointError, load_weights, safe_load
+from ldp.config import ConfigError
+from ldp.data.manifest import write_manifest
+from ldp.imageio import write_image
+from ldp.train import (
+    EMAConfig,
+    LRFactor,
+    OptimConfig,
+    ScheduleConfig,
+    ShardedBatchSampler,
+    TrainConfig,
+    ValConfig,
+    lr_at,
+    merge_overrides,
+    phases,
+    train,
+    train_config,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = "nafnet-dp"  # tiny=True: width 8, two levels; a few ms per 32x32 step on CPU
+
+
+def make_tiny_dataset(root: Path, n_train: int = 4, n_val: int = 2, size: int = 40, seed: int = 0) -> Path:
+    """A DPDD-layout dataset of smooth random scenes whose DP views are shifted, softened copies."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            scene = f"{split}{i:02d}"
+            low = rng.random((size // 4, size // 4, 3)).astype(np.float32)
+            target = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+            soft = cv2.GaussianBlur(target, (5, 5), 1.5)
+            left, right = np.roll(soft, 1, axis=1), np.roll(soft, -1, axis=1)
+            base = "dd_dp_dataset_canon"
+            paths = {
+                "left": f"{base}/{split}_l/source/{scene}_L.png",
+                "right": f"{base}/{split}_r/source/{scene}_R.png",
+                "target": f"{base}/{split}_c/target/{scene}.png",
+            }
+            for key, img in (("left", left), ("right", right), ("target", target)):
+                write_image(root / paths[key], img)
+            rows.append({"scene": scene, "split": split, "category": "indoor", **paths, "combined": "",
+                         "defocus": "", "height": size, "width": size, "bit_depth": 16})
+    write_manifest(root, rows)
+    return root
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(iters=6, patch_size=32, batch_size=2, checkpoint_every=2, log_every=1, seed=3,
+                device="cpu", model_overrides={"tiny": True}, val=ValConfig(every=3, crop=32, samples=1),
+                optim=OptimConfig(lr=2e-3, grad_clip=0.5), schedule=ScheduleConfig(warmup_iters=2))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def state_of(path: Path) -> dict:
+    return safe_load(path)
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"tensor {k} differs"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine, spinning OpenMP threads make tiny models 10-50x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny_dp"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config
+
+
+def test_merge_overrides_is_strict_and_deep():
+    defaults = {"iters": 100, "optim": {"lr": 3e-4, "weight_decay": 1e-4}, "model_overrides": {"tiny": True}}
+    merged = merge_overrides(TrainConfig, defaults, {"optim": {"lr": 1e-3}, "model_overrides": {"width": 8}},
+                             "params.yaml:experiments.x.train")
+    assert merged == {"iters": 100, "optim": {"lr": 1e-3, "weight_decay": 1e-4}, "model_overrides": {"width": 8}}
+    with pytest.raises(ConfigError, match=r"experiments\.x\.train\.optim\.lrr: unknown key \(did you mean 'lr'"):
+        merge_overrides(TrainConfig, defaults, {"optim": {"lrr": 1}}, "params.yaml:experiments.x.train")
+    with pytest.raises(ConfigError, match=r"experiments\.x\.train\.iter: unknown key"):
+        merge_overrides(TrainConfig, defaults, {"iter": 1}, "params.yaml:experiments.x.train")
+
+
+def test_train_config_from_params_with_override():
+    params = {"train": {"iters": 300, "optim": {"lr": 3e-4, "grad_clip": 0.01}, "ema": {"enabled": True}}}
+    cfg = train_config(params, {"iters": 20, "optim": {"lr": 1e-3},
+                                "progressive": [[10, 32, 4], [10, 48, 2]]}, override_where="exp.train")
+    assert cfg.iters == 20 and cfg.optim.lr == 1e-3 and cfg.optim.grad_clip == 0.01 and cfg.ema.enabled
+    assert cfg.progressive == ((10, 32, 4), (10, 48, 2))
+    with pytest.raises(ConfigError, match=r"params.yaml:train.optim.nme: unknown key"):
+        train_config({"train": {"optim": {"nme": "adam"}}})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        train_config(params, {"iters": "many"})
+
+
+def test_progressive_phases_cover_iters():
+    cfg = TrainConfig(iters=10, progressive=((4, 32, 8), (3, 48, 4), (100, 64, 2)))
+    assert phases(cfg) == [(0, 4, 32, 8), (4, 7, 48, 4), (7, 10, 64, 2)]
+    # Fewer iterations than listed: later phases are not reached; more: the last phase continues.
+    assert phases(TrainConfig(iters=5, progressive=((4, 32, 8), (3, 48, 4), (3, 64, 2)))) == [
+        (0, 4, 32, 8), (4, 5, 48, 4)]
+    assert phases(TrainConfig(iters=9, progressive=((4, 32, 8),))) == [(0, 9, 32, 8)]
+    assert phases(TrainConfig(iters=7, patch_size=40, batch_size=3)) == [(0, 7, 40, 3)]
+
+
+def test_lr_schedule_shape():
+    cfg = TrainConfig(iters=100, optim=OptimConfig(lr=1e-3),
+                      schedule=ScheduleConfig(warmup_iters=10, flat_iters=20, eta_min=1e-6))
+    lrs = [lr_at(cfg, t) for t in range(cfg.iters)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)  # linear warm-up
+    assert all(b > a for a, b in zip(lrs[:10], lrs[1:10], strict=False))
+    assert all(lr == pytest.approx(1e-3) for lr in lrs[10:31])  # flat, then the cosine starts at the peak
+    assert all(b < a for a, b in zip(lrs[30:], lrs[31:], strict=False))  # strictly decreasing cosine
+    mid = 30 + 35  # half-way through the 70 cosine steps
+    assert lrs[mid] == pytest.approx(1e-6 + (1e-3 - 1e-6) * 0.5, rel=1e-9)
+    assert lr_at(cfg, 100) == pytest.approx(1e-6)  # eta_min at the end
+    # The optimiser really follows it (LambdaLR around AdamW, as in the trainer).
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, LRFactor(100, 10, 20, 1e-3))
+    seen = []
+    for _ in range(100):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx(lrs, rel=1e-12)
+    no_warmup = TrainConfig(iters=4, optim=OptimConfig(lr=2.0), schedule=ScheduleConfig(eta_min=0.0))
+    assert [lr_at(no_warmup, t) for t in range(4)] == pytest.approx(
+        [2.0 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(4)])
+
+
+def test_sharded_sampler_matches_single_process_batches():
+    single = ShardedBatchSampler(4, steps=5, base=100)
+    ranks = [ShardedBatchSampler(2, steps=5, base=100, rank=r, world=2) for r in range(2)]
+    for step, batch in enumerate(single):
+        assert sorted(ranks[0].indices_for_step(step) + ranks[1].indices_for_step(step)) == batch
+    resumed = ShardedBatchSampler(4, steps=5, base=100, start_step=3)
+    assert list(resumed) == list(single)[3:]
+    assert len(resumed) == 2
+
+
+@pytest.fixture(scope="module")
+def blurmaps(dataset) -> Path:
+    from ldp.blurmap.io import save_blurmap, write_meta
+    from ldp.data.manifest import load_manifest
+
+    folder = dataset.parent / "blurmaps" / "test"
+    rng = np.random.default_rng(1)
+    for scene in load_manifest(dataset)["scene"]:
+        save_blurmap(folder, scene, rng.random((4, 4)).astype(np.float32))
+    write_meta(folder, {"estimator": "test", "patch_size": 10, "weights_kind": "random"})
+    return folder
+
+
+def registered_models() -> list[str]:
+    try:
+        import baselines  # noqa: F401  (registers the in-tree baselines, as the entry point does)
+    except ImportError:
+        pass
+    from ldp import list_models
+
+    return list_models()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training runs
+
+
+@pytest.mark.parametrize("name", registered_models())
+def test_every_registered_model_trains(name, dataset, blurmaps, tmp_path):
+    from ldp.losses import LossConfig
+    from ldp.registry import get_spec
+
+    needs_map = get_spec(name).input_kind == "dp+blurmap"
+    # LDP models train with L_bwl on, which reads the blur map; the others with their plain pixel loss.
+    loss = LossConfig(charbonnier=1.0, bwl=0.5) if needs_map else LossConfig()
+    cfg = tiny_cfg(iters=2, batch_size=1, checkpoint_every=0, loss=loss, val=ValConfig(every=0, crop=32, samples=1))
+    out = tmp_path / name
+    summary = train(cfg, name, dataset, out, blurmap_dir=blurmaps if needs_map else None)
+    assert summary["iterations_this_run"] == 2
+    rows = list(csv.DictReader((out / "train_log.csv").open()))
+    assert len(rows) == 2 and all(math.isfinite(float(r["total"])) for r in rows)
+    assert ("bwl" in rows[0]) == needs_map
+    assert (out / "samples" / "val00_blurmap.png").is_file() == needs_map
+    load_weights(build_model(name, tiny=True), out / "model.pt")
+    if needs_map:
+        with pytest.raises(ConfigError, match="takes a blur map as input"):
+            train(cfg, name, dataset, tmp_path / "nomap")
+
+
+def test_train_writes_outputs_and_learns(dataset, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny_cfg(iters=12, val=ValConfig(every=4, crop=32, samples=1))
+    summary = train(cfg, MODEL, dataset, out)
+    for name in ("last.pt", "model.pt", "train_log.csv", "val_log.csv", "train_summary.json", "model_summary.txt"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "train_log.csv").open()))
+    assert [int(r["iter"]) for r in rows] == list(range(1, 13))
+    assert {"iter", "lr", "total", "patch", "batch"} <= set(rows[0])
+    assert float(rows[0]["lr"]) == pytest.approx(lr_at(cfg, 0), rel=1e-6)
+    val = list(csv.DictReader((out / "val_log.csv").open()))
+    assert [int(r["iter"]) for r in val] == [4, 8, 12] and {r["view"] for r in val} == {"crop32"}
+    assert float(val[-1]["val_loss"]) < float(val[0]["val_loss"])  # it learns the tiny task
+    assert summary == json.loads((out / "train_summary.json").read_text())
+    assert summary["iterations"] == 12 and summary["val_last"]["iter"] == 12 and "crop-val" in summary["val_view"]
+    assert summary["it_per_s"] > 0
+    # model.pt is a plain state dict that loads into a fresh model; last.pt is weights-only loadable too.
+    fresh = build_model(MODEL, tiny=True)
+    load_weights(fresh, out / "model.pt")
+    ckpt = state_of(out / "last.pt")
+    assert ckpt["iteration"] == 12 and ckpt["sampler"] == {"phase": 0, "step": 12, "world": 1, "seed": 3}
+    assert_identical(fresh.state_dict(), ckpt["model"])
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [
+        "val00_input.png", "val00_output.png", "val00_target.png"]
+
+
+def test_progressive_ema_and_resume_guards(dataset, tmp_path):
+    out = tmp_path / "prog"
+    cfg = tiny_cfg(iters=5, progressive=((2, 24, 3), (3, 32, 2)), ema=EMAConfig(enabled=True, decay=0.5),
+                   val=ValConfig(every=0, crop=32, samples=0))
+    train(cfg, MODEL, dataset, out)
+    rows = list(csv.DictReader((out / "train_log.csv").open()))
+    assert [(r["patch"], r["batch"]) for r in rows] == [("24", "3")] * 2 + [("32", "2")] * 3
+    ckpt = state_of(out / "last.pt")
+    assert ckpt["sampler"]["phase"] == 1 and ckpt["sampler"]["step"] == 3
+    final = state_of(out / "model.pt")
+    assert_identical(final, ckpt["ema"])  # model.pt holds the EMA weights when EMA is on
+    assert any(not torch.equal(final[k], ckpt["model"][k]) for k in final)
+    # A finished run resumes as a no-op; a changed config refuses to resume into the same folder.
+    again = train(cfg, MODEL, dataset, out)
+    assert again["iterations_this_run"] == 0 and again["resumed_from"] == 5
+    with pytest.raises(CheckpointError, match=r"train\.optim\.lr"):
+        train(tiny_cfg(iters=5, progressive=cfg.progressive, ema=cfg.ema, val=cfg.val,
+                       optim=OptimConfig(lr=1e-2)), MODEL, dataset, out)
+    with pytest.raises(CheckpointError, match="is for model 'nafnet-dp'"):
+        train(cfg, "nafnet-gopro-w32", dataset, out)
+
+
+def _child(cfg: TrainConfig, root: Path, out: Path, slow: float = 0.0, env: dict | None = None) -> None:
+    """Body of a forked training process (fork: no second torch import, which costs 10+ s on a busy machine)."""
+    import ldp.train as T
+
+    os.environ.update(env or {})
+    if slow:  # slow the loop down so that the parent can kill it mid-run; the numbers are untouched
+        step = T.Engine.step
+
+        def slow_step(self, batch):
+            values = step(self, batch)
+            time.sleep(slow)
+            return values
+
+        T.Engine.step = slow_step
+    T.train(cfg, MODEL, root, out)
+
+
+def _fork(target, *args) -> multiprocessing.process.BaseProcess:
+    proc = multiprocessing.get_context("fork").Process(target=target, args=args, daemon=True)
+    proc.start()
+    return proc
+
+
+def test_sigkill_and_resume_gives_identical_weights(dataset, tmp_path):
+    cfg = tiny_cfg(iters=10, checkpoint_every=3, val=ValConfig(every=4, crop=32, samples=0))
+    # Uninterrupted reference, in this process.
+    ref_out = tmp_path / "ref"
+    train(cfg, MODEL, dataset, ref_out)
+    # The same run in another process, SIGKILLed after a checkpoint and before the end.
+    out = tmp_path / "killed"
+    proc = _fork(_child, cfg, dataset, out, 0.3)
+
+    def logged_iters() -> list[int]:
+        path = out / "train_log.csv"
+        return [int(r["iter"]) for r in csv.DictReader(path.open())] if path.is_file() else []
+
+    # Kill once a checkpoint exists and at least one more iteration has run after it (that work is lost).
+    deadline = time.monotonic() + 120
+    while not ((out / "last.pt").is_file() and max(logged_iters(), default=0) > state_of(out / "last.pt")["iteration"]):
+        assert proc.is_alive(), f"child exited early with code {proc.exitcode}"
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join(timeout=30)
+    assert proc.exitcode == -signal.SIGKILL
+    killed_at = state_of(out / "last.pt")["iteration"]
+    assert 3 <= killed_at < cfg.iters
+    assert max(logged_iters()) > killed_at  # rows written after the checkpoint must be dropped on resume
+    # Resume, in this process.
+    summary = train(cfg, MODEL, dataset, out)
+    assert summary["resumed_from"] == killed_at
+    assert_identical(state_of(out / "model.pt"), state_of(ref_out / "model.pt"))
+    ref_ckpt, ckpt = state_of(ref_out / "last.pt"), state_of(out / "last.pt")
+    assert_identical(ckpt["model"], ref_ckpt["model"])
+    assert ckpt["optimizer"]["state"].keys() == ref_ckpt["optimizer"]["state"].keys()
+    for k, s in ref_ckpt["optimizer"]["state"].items():
+        assert torch.equal(ckpt["optimizer"]["state"][k]["exp_avg_sq"], s["exp_avg_sq"])
+    assert logged_iters() == list(range(1, cfg.iters + 1))
+    ref_rows = list(csv.DictReader((ref_out / "train_log.csv").open()))
+    rows = list(csv.DictReader((out / "train_log.csv").open()))
+    assert [r["total"] for r in rows] == [r["total"] for r in ref_rows]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_gloo_two_processes_match_one_process_with_double_batch(dataset, tmp_path):
+    # 2 ranks x batch 1 see the same samples as 1 process x batch 2; gradients are averaged by DDP.
+    cfg = tiny_cfg(iters=4, batch_size=1, checkpoint_every=2, val=ValConfig(every=0, crop=32, samples=0))
+    out = tmp_path / "ddp"
+    port = _free_port()
+    procs = [
+        _fork(_child, cfg, dataset, out, 0.0,
+              {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+        for rank in range(2)
+    ]
+    for p in procs:
+        p.join(timeout=150)
+    codes = [p.exitcode for p in procs]
+    for p in procs:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGKILL)
+    assert codes == [0, 0], f"DDP ranks exited with {codes}"
+    ckpt = state_of(out / "last.pt")
+    assert ckpt["world"] == 2 and len(ckpt["rng"]) == 2
+    single = tmp_path / "single"
+    train(tiny_cfg(iters=4, batch_size=2, checkpoint_every=2, val=cfg.val), MODEL, dataset, single)
+    ddp_w, one_w = state_of(out / "model.pt"), state_of(single / "model.pt")
+    assert ddp_w.keys() == one_w.keys()
+    for k in ddp_w:
+        torch.testing.assert_close(ddp_w[k], one_w[k], rtol=1e-4, atol=1e-5, msg=k)
+    # Resuming a 2-process checkpoint with one process is refused (the sample order would differ).
+    with pytest.raises(CheckpointError, match="2 process"):
+        train(cfg, MODEL, dataset, out)
