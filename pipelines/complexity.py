@@ -1,0 +1,20 @@
+"""Stage `complexity`: params and fvcore MACs of every registered model and of the CLIP tower → results/."""
+
+import torch
+
+from ldp.complexity import ComplexityConfig, complexity_report, render_markdown, write_complexity
+from ldp.config import section
+from pipelines.common import run_stage
+
+
+def main(params: dict, argv: list[str]) -> None:
+    cfg = section(params, "complexity", ComplexityConfig)
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
+    report = complexity_report(cfg.models, cfg.sizes, cfg)
+    write_complexity(report, cfg.out_json, cfg.out_md)
+    print(render_markdown(report))
+
+
+if __name__ == "__main__":
+    run_stage(main)
