@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ldp.paper_results import PAPER_COMPLEXITY, PAPER_COMPLEXITY_SOURCE
+
 MAC_NOTE = (
     "fvcore counts one multiply-add as ONE flop: every count here is MACs (multiply-accumulates); "
     "G = 1e9 MACs. Ops listed as unsupported were skipped by fvcore (counted as 0)."
@@ -50,12 +52,7 @@ ATTENTION_NOTE = (
 
 # Paper values (LDP supplementary, Sec. 1): "flops" at the DPD-blur DP-pair resolution 1120x1680; the paper does
 # not say whether a multiply-add counts as one flop or two.
-PAPER_VALUES: dict[str, dict[str, Any]] = {
-    "ldp-small": {"label": "LDP-S (Ours Small)", "params_M": 7.6, "G_1120x1680": 270.0},
-    "ldp-large": {"label": "LDP-L (Ours Large)", "params_M": 19.6, "G_1120x1680": 686.0},
-    "clip:ViT-B-32": {"label": "CLIP ViT-B/32 (blur map)", "params_M": 88.0, "G_1120x1680": 220.0},
-}
-PAPER_SOURCE = "LDP supplementary, Sec. 1 ('7.6M/19.6M parameters and 270G/686G flops ... CLIP ... 88M, 220G')"
+PAPER_VALUES, PAPER_SOURCE = PAPER_COMPLEXITY, PAPER_COMPLEXITY_SOURCE
 
 # registry name -> parity manifest (relative to the parity dir) of the same network, given our build overrides
 PARITY_MANIFESTS: dict[str, Callable[[dict[str, Any]], str]] = {

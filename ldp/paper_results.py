@@ -40,11 +40,13 @@ PAPER_ROWS: dict[str, PaperRow] = {
     "tab3/deeprft+": PaperRow(26.12, 0.806, 0.036, 0.049, source=f"{_SUPP} Tab. 3"),
 }
 
-# Complexity (supplementary Sec. 1): params in millions, FLOPs in G at a 1120x1680 DP pair.
-PAPER_COMPLEXITY = {
-    "ldp-small": {"params_m": 7.6, "gflops": 270.0},
-    "ldp-large": {"params_m": 19.6, "gflops": 686.0},
-    "clip-vit-b-32": {"params_m": 88.0, "gflops": 220.0},
+# Complexity (supplementary Sec. 1): params in millions and "flops" (fvcore-style MACs) at a 1120x1680 DP pair.
+PAPER_COMPLEXITY_SOURCE = ("LDP supplementary, Sec. 1 ('7.6M/19.6M parameters and 270G/686G flops ... "
+                           "CLIP ... 88M, 220G')")
+PAPER_COMPLEXITY: dict[str, dict] = {
+    "ldp-small": {"label": "LDP-S (Ours Small)", "params_M": 7.6, "G_1120x1680": 270.0},
+    "ldp-large": {"label": "LDP-L (Ours Large)", "params_M": 19.6, "G_1120x1680": 686.0},
+    "clip:ViT-B-32": {"label": "CLIP ViT-B/32 (blur map)", "params_M": 88.0, "G_1120x1680": 220.0},
 }
 
 
