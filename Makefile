@@ -10,7 +10,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install reproduce test lint bench repro-env clean-results
+.PHONY: install reproduce test lint bench repro-env paper
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -43,3 +43,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_blurmap.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_eval.py
+
+# The paper profile (DPDD, OpenAI CLIP weights, paper-scale recipes; needs a GPU): docs/reproducing.md
+paper: repro-env
+	cp profiles/paper.yaml params.yaml
+	$(BIN)/dvc exp run -n paper
