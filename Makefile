@@ -9,6 +9,8 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export PYTHONUNBUFFERED := 1
+# dvc.yaml runs `python -m pipelines.<stage>`: the venv comes first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: install reproduce test lint bench repro-env paper
 

@@ -8,7 +8,10 @@ A clean-room re-implementation of ``DeepRFT`` in ``DeepRFT_MIMO.py`` (blocks in 
   k > 1, ``D`` and ``D_diag`` (in, k*k, k*k); ``D_diag`` is a frozen identity ``Parameter``. Forward returns
   ``[full, half, quarter]``. Released checkpoints are in this form.
 - eval form (``inference=True``): each conv holds one folded ``W`` (out, in, k, k); forward returns the full image.
-  :func:`to_eval_form` folds a train-form model (the rule is in :func:`baselines.checkpoints.fold_doconv_state_dict`).
+  :func:`to_eval_form` folds a train-form model (the rule is in :func:`fold_doconv_state_dict`).
+
+Official checkpoints load with :func:`ldp.checkpoint.load_weights`: an eval-form model's ``convert_state_dict``
+folds a train-form state dict on the way in, as upstream ``test.py`` does.
 
 ``in_channels=6`` is this project's dual-pixel variant (``deeprft-dp``); see docs/baselines.md. Inputs whose
 height or width is not a multiple of 4 are reflect-padded and the outputs cropped (a no-op on multiples of 4).
@@ -17,18 +20,58 @@ height or width is not a multiple of 4 are reflect-padded and the outputs croppe
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.checkpoints import fold_doconv_state_dict
+from ldp.checkpoint import CheckpointError
 from ldp.config import from_dict
 from ldp.registry import register_model
 
 BASE_CHANNELS = 32  # fixed upstream
 OFFICIAL_DPDD_WINDOW = 512  # test.py --win_size for DPDD (256 for GoPro)
+
+
+def has_doconv_train_keys(keys: Iterable[str]) -> bool:
+    """True when the names include a train-form DO-Conv ``D_diag``."""
+    return any(k.endswith(".D_diag") or k == "D_diag" for k in keys)
+
+
+def fold_doconv_state_dict(sd: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+    """DeepRFT train form -> eval form: W_eff[o,i,m] = sum_s (D + D_diag)[i,m,s] W[o,i,s], reshaped (o,i,k,k).
+
+    A 3-D ``W`` without ``D`` (1x1 kernels) is only reshaped; ``D`` / ``D_diag`` are dropped; every other
+    tensor (transposed-conv ``.weight``) passes through. Computed in at least float32; already-folded 4-D
+    ``W`` tensors pass through, so folding twice is harmless. Malformed input raises
+    :class:`ldp.checkpoint.CheckpointError` naming the tensor.
+    """
+    out: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for name, value in sd.items():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in ("D", "D_diag"):
+            continue
+        if leaf != "W" or value.ndim != 3:
+            out[name] = value
+            continue
+        prefix = name[: -len("W")]
+        o, i, taps = value.shape
+        k = math.isqrt(taps)
+        if k * k != taps:
+            raise CheckpointError(f"{name}: DO-Conv W has {taps} taps, not a square kernel")
+        dtype = torch.promote_types(value.dtype, torch.float32)
+        if prefix + "D" in sd:
+            if prefix + "D_diag" not in sd:
+                raise CheckpointError(f"{name}: has {prefix}D but no {prefix}D_diag")
+            d = sd[prefix + "D"].to(dtype) + sd[prefix + "D_diag"].to(dtype)
+            folded = torch.einsum("ims,ois->oim", d, value.to(dtype))
+        else:
+            folded = value.to(dtype)
+        out[name] = folded.reshape(o, i, k, k)
+    return out
 
 
 class DOConv2d(nn.Module):
@@ -238,6 +281,13 @@ class DeepRFT(nn.Module):
         self.SCM1 = SCM(c * 4, form, in_channels)
         self.FAM2 = FAM(c * 2, form)
         self.SCM2 = SCM(c * 2, form, in_channels)
+
+    def convert_state_dict(self, state: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+        """Hook for :func:`ldp.checkpoint.load_weights`: an eval-form model folds a train-form (DO-Conv
+        ``W``/``D``/``D_diag``) state dict; anything else is returned as is."""
+        if self.inference and has_doconv_train_keys(state):
+            return fold_doconv_state_dict(state)
+        return state
 
     def _residual_image(self, x: torch.Tensor) -> torch.Tensor:
         # Dual-pixel variant: every scale's residual is the mean of L and R (the combined image).

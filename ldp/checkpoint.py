@@ -11,7 +11,9 @@
 
 Model-specific conversions (e.g. DeepRFT's weight folding) stay with the model: if the module defines
 ``convert_state_dict(state_dict) -> state_dict`` it is applied before the keys are matched, so the core never
-imports a baseline.
+imports a baseline. It returns its argument unchanged when there is nothing to convert.
+
+This is the project's only weight loader; the baselines use it too.
 """
 
 from __future__ import annotations
@@ -73,24 +75,33 @@ def _is_state_dict(obj: Any) -> bool:
 
 def extract_state_dict(obj: Any, key: str | None = None, where: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Unwrap a published checkpoint into a flat ``{name: tensor}`` dict with DDP/compile prefixes removed."""
+    return _unwrap(obj, key, where)[0]
+
+
+def _unwrap(obj: Any, key: str | None, where: str) -> tuple[dict[str, torch.Tensor], str | None, bool]:
+    """``(state_dict, wrapper_key, prefix_stripped)``; nested wrappers give a path such as ``"model/params"``."""
+    path: list[str] = []
     if key is not None:
         if not isinstance(obj, Mapping) or key not in obj:
             found = sorted(obj) if isinstance(obj, Mapping) else type(obj).__name__
             raise CheckpointError(f"{where}: no entry {key!r} in the checkpoint (found: {found})")
         obj = obj[key]
+        path.append(key)
     depth = 0
     while not _is_state_dict(obj):
         if not isinstance(obj, Mapping) or depth > 3:
             raise CheckpointError(f"{where}: not a state dict or a known checkpoint wrapper")
-        inner = next((obj[k] for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
+        inner = next((k for k in WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
         if inner is None:
             raise CheckpointError(
                 f"{where}: no weights found; expected a state dict or one of the keys {list(WRAPPER_KEYS)}, "
                 f"found {sorted(map(str, obj))[:MAX_LISTED]}"
             )
-        obj = inner
+        obj = obj[inner]
+        path.append(inner)
         depth += 1
     out = {}
+    any_stripped = False
     for name, tensor in obj.items():
         stripped = True
         while stripped:
@@ -98,9 +109,9 @@ def extract_state_dict(obj: Any, key: str | None = None, where: str = "checkpoin
             for prefix in STRIP_PREFIXES:
                 if name.startswith(prefix):
                     name = name[len(prefix):]
-                    stripped = True
+                    stripped = any_stripped = True
         out[name] = tensor
-    return out
+    return out, "/".join(path) or None, any_stripped
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -125,11 +136,16 @@ def load_weights(
     path_or_state: str | Path | Mapping[str, Any],
     strict: bool = True,
     key: str | None = None,
-) -> dict[str, list[str]]:
-    """Load weights into ``model`` from a file or an in-memory checkpoint.
+) -> dict[str, Any]:
+    """Load weights into ``model`` from a file or an in-memory checkpoint; returns a report (a plain dict).
 
     With ``strict=True`` any missing, unexpected or mis-shaped key raises one :class:`CheckpointError` that
     lists them all by name. With ``strict=False`` the matching tensors are loaded and the lists are returned.
+
+    Report keys: ``missing``, ``unexpected``, ``shape_mismatch`` (sorted name lists); ``wrapper_key`` (the
+    wrapper entry that held the state dict, e.g. ``"params"``, a ``"/"``-joined path when nested, or None for a
+    bare state dict); ``stripped_prefix`` (a ``module.`` / ``_orig_mod.`` prefix was removed); ``converted``
+    (the model's ``convert_state_dict`` changed the state dict's keys or tensors).
     """
     if isinstance(path_or_state, (str, Path)):
         where = str(path_or_state)
@@ -137,11 +153,17 @@ def load_weights(
     else:
         where = "in-memory checkpoint"
         obj = path_or_state
-    state = extract_state_dict(obj, key=key, where=where)
+    state, wrapper_key, stripped_prefix = _unwrap(obj, key, where)
     target = unwrap_model(model)
     convert = getattr(target, "convert_state_dict", None)
+    converted = False
     if callable(convert):
-        state = dict(convert(state))
+        try:
+            new_state = dict(convert(state))
+        except CheckpointError as exc:  # name the file: the model's converter does not know it
+            raise CheckpointError(f"{where}: {exc}") from exc
+        converted = new_state.keys() != state.keys() or any(new_state[k] is not v for k, v in state.items())
+        state = new_state
     own = target.state_dict()
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
@@ -150,7 +172,14 @@ def load_weights(
         for k in own
         if k in state and tuple(state[k].shape) != tuple(own[k].shape)
     )
-    report = {"missing": missing, "unexpected": unexpected, "shape_mismatch": mismatched}
+    report = {
+        "missing": missing,
+        "unexpected": unexpected,
+        "shape_mismatch": mismatched,
+        "wrapper_key": wrapper_key,
+        "stripped_prefix": stripped_prefix,
+        "converted": converted,
+    }
     problems = []
     if missing:
         problems.append(f"missing keys {_listing(missing)}")

@@ -27,10 +27,10 @@ class DeblurError(EvaluationError):
 
 def _blurmap_at(blurmap, size: tuple[int, int], patch_size: int, device: torch.device) -> torch.Tensor:
     """A blur map (patch grid or image size, H×W) as 1×1×H×W at image size, upsampled like the blur-map stage."""
-    from ldp.blurmap.io import upsample_blurmap
+    from ldp.blurmap.io import squeeze_to_2d, upsample_blurmap
 
     arr = blurmap.detach().cpu().numpy() if torch.is_tensor(blurmap) else np.asarray(blurmap)
-    arr = np.squeeze(arr).astype(np.float32)
+    arr = squeeze_to_2d(arr).astype(np.float32)
     if arr.ndim != 2 or not np.isfinite(arr).all():
         raise DeblurError(f"blur map must be a finite 2-D (H×W) array, got shape {arr.shape}")
     if arr.shape != size:

@@ -26,11 +26,11 @@ TABLES: dict[str, str] = {
 @dataclass(frozen=True)
 class ExperimentConfig:
     model: str
+    blurmap: str  # id under params `blurmaps`; "none" = no blur map (dvc.yaml needs it in every entry)
+    recipe: str  # id under params `recipes`: the model's training recipe (dvc.yaml needs it too)
     label: str = ""
     tables: dict[str, str | None] = field(default_factory=lambda: {"main": None})
-    blurmap: str = "none"  # id under params `blurmaps`; "none" = no blur map
     ldp_losses: bool = False  # add L_bwl + L_bal with the weights of params `ldp_losses`
-    recipe: str | None = None  # id under params `recipes`: the model's training recipe
     train: dict[str, Any] = field(default_factory=dict)  # last-word overrides of the training config
     module: str | None = None  # a user baseline's module to import (it registers the model)
 
@@ -54,7 +54,7 @@ def load_experiments(params: dict, where: str = "params.yaml") -> dict[str, Expe
                 raise ConfigError(f"{key}.tables.{table}: unknown paper row {row!r}")
         if exp.blurmap not in blurmaps:
             raise ConfigError(f"{key}.blurmap: {exp.blurmap!r} is not defined under blurmaps")
-        if exp.recipe is not None and exp.recipe not in (params.get("recipes") or {}):
+        if exp.recipe not in (params.get("recipes") or {}):
             raise ConfigError(f"{key}.recipe: {exp.recipe!r} is not defined under recipes")
         out[name] = exp
     return out
@@ -63,8 +63,7 @@ def load_experiments(params: dict, where: str = "params.yaml") -> dict[str, Expe
 def train_overrides(params: dict, exp: ExperimentConfig) -> dict[str, Any]:
     """The experiment's overrides of params `train`: recipe, then the LDP losses if on, then its own `train`."""
     merged: dict[str, Any] = {}
-    if exp.recipe is not None:
-        _deep_update(merged, params["recipes"][exp.recipe])
+    _deep_update(merged, params["recipes"][exp.recipe])
     if exp.ldp_losses:
         _deep_update(merged, {"loss": dict(params.get("ldp_losses") or {})})
     _deep_update(merged, exp.train)

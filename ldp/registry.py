@@ -60,6 +60,11 @@ def register_model(
     return decorator
 
 
+def unregister_model(name: str) -> None:
+    """Remove a registered model (for tests and notebooks that register throw-away models)."""
+    _MODELS.pop(name, None)
+
+
 def _load_builtins() -> None:
     global _builtins_loaded
     if _builtins_loaded:

@@ -41,23 +41,31 @@ def assert_same(a: nn.Module, b: nn.Module) -> None:
 
 
 @pytest.mark.parametrize(
-    "wrap",
+    "wrap, wrapper_key, stripped",
     [
-        lambda sd: sd,  # plain state dict
-        lambda sd: {"params": sd},  # Restormer / NAFNet (BasicSR)
-        lambda sd: {"params_ema": sd},  # BasicSR EMA-only
-        lambda sd: {"state_dict": sd, "epoch": 3},  # DeepRFT-style wrapper
-        lambda sd: {"state_dict": OrderedDict((f"module.{k}", v) for k, v in sd.items())},  # DDP prefix
-        lambda sd: {"model": {f"_orig_mod.module.{k}": v for k, v in sd.items()}},  # compile + DDP
+        (lambda sd: sd, None, False),  # plain state dict
+        (lambda sd: {"params": sd}, "params", False),  # Restormer / NAFNet (BasicSR)
+        (lambda sd: {"params_ema": sd}, "params_ema", False),  # BasicSR EMA-only
+        (lambda sd: {"state_dict": sd, "epoch": 3}, "state_dict", False),  # DeepRFT-style wrapper
+        (lambda sd: {"state_dict": OrderedDict((f"module.{k}", v) for k, v in sd.items())}, "state_dict", True),
+        (lambda sd: {"model": {f"_orig_mod.module.{k}": v for k, v in sd.items()}}, "model", True),
+        (lambda sd: {"model": {"params": sd}}, "model/params", False),  # nested wrappers: the path
     ],
-    ids=["plain", "params", "params_ema", "state_dict", "module-prefix", "compile-ddp"],
+    ids=["plain", "params", "params_ema", "state_dict", "module-prefix", "compile-ddp", "nested"],
 )
-def test_published_formats_load_from_file(tmp_path, wrap):
+def test_published_formats_load_from_file(tmp_path, wrap, wrapper_key, stripped):
     source = small_net()
     path = atomic_torch_save(wrap(source.state_dict()), tmp_path / "w.pth")
     target = fresh_copy_differs(source)
     report = load_weights(target, path)
-    assert report == {"missing": [], "unexpected": [], "shape_mismatch": []}
+    assert report == {
+        "missing": [],
+        "unexpected": [],
+        "shape_mismatch": [],
+        "wrapper_key": wrapper_key,
+        "stripped_prefix": stripped,
+        "converted": False,
+    }
     assert_same(source, target)
 
 
@@ -112,8 +120,10 @@ def test_convert_state_dict_hook_is_applied():
     src = Renamed()
     legacy = {k.replace("head.", "old_head."): v.clone() for k, v in src.state_dict().items()}
     dst = Renamed()
-    load_weights(dst, {"params": legacy})
+    report = load_weights(dst, {"params": legacy})
+    assert report["converted"] and report["wrapper_key"] == "params"
     assert torch.equal(dst.head.weight, src.head.weight)
+    assert not load_weights(Renamed(), src.state_dict())["converted"]  # nothing renamed: not converted
 
 
 def test_registered_model_roundtrip_with_ddp_prefix(tmp_path):

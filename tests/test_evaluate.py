@@ -23,7 +23,7 @@ from ldp.evaluate import (
 )
 from ldp.imageio import read_image, read_image_raw, write_image
 from ldp.metrics import compute_metrics
-from ldp.registry import register_model
+from ldp.registry import register_model, unregister_model
 
 H, W = 40, 56
 
@@ -40,7 +40,6 @@ class MeanOfViews(nn.Module):
         return self.gain * 0.5 * (x[:, :3] + x[:, 3:6]) + self.bias
 
 
-@register_model("test-eval-mean", input_kind="dp", inference="whole", description="test only")
 def _mean_model(**overrides) -> nn.Module:
     return MeanOfViews()
 
@@ -53,7 +52,6 @@ class MeanPlusMap(MeanOfViews):
         return super().forward(x) + 0.1 * x[:, 8:9]
 
 
-@register_model("test-eval-blurmap", input_kind="dp+blurmap", inference="whole", description="test only")
 def _blurmap_model(**overrides) -> nn.Module:
     return MeanPlusMap()
 
@@ -69,10 +67,23 @@ class CropsOneRow(MeanOfViews):
         return out[:, :, 1:] if CropsOneRow.calls > 1 else out
 
 
-@register_model("test-eval-fails", input_kind="dp", inference="whole", description="test only")
 def _failing_model(**overrides) -> nn.Module:
     CropsOneRow.calls = 0
     return CropsOneRow()
+
+
+TEST_MODELS = {"test-eval-mean": ("dp", _mean_model), "test-eval-blurmap": ("dp+blurmap", _blurmap_model),
+               "test-eval-fails": ("dp", _failing_model)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_models():
+    """Registered for this module only, so registry-wide tests elsewhere never see them."""
+    for name, (kind, factory) in TEST_MODELS.items():
+        register_model(name, input_kind=kind, inference="whole", description="test only")(factory)
+    yield
+    for name in TEST_MODELS:
+        unregister_model(name)
 
 
 @pytest.fixture(scope="module")

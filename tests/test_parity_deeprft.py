@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.checkpoints import CheckpointError, fold_doconv_state_dict, load_weights
 from baselines.deeprft import (
     DeepRFT,
     DOConv2d,
@@ -19,9 +18,12 @@ from baselines.deeprft import (
     FoldedConv2d,
     deeprft,
     deeprft_dp,
+    fold_doconv_state_dict,
+    has_doconv_train_keys,
     official_window_inference,
     to_eval_form,
 )
+from ldp.checkpoint import CheckpointError, load_weights
 from ldp.config import ConfigError
 from ldp.registry import get_spec
 
@@ -161,10 +163,10 @@ def test_official_checkpoint_file_loads_into_both_forms(parity_dir, tmp_path):
 
     train = DeepRFT(num_res=0, inference=False)
     report = load_weights(train, path)
-    assert report.stripped_prefix and not report.folded_doconv
+    assert report["stripped_prefix"] and not report["converted"] and report["wrapper_key"] == "state_dict"
     eval_form = DeepRFT(num_res=0, inference=True)
     report = load_weights(eval_form, path)
-    assert report.folded_doconv and report.wrapper_key == "state_dict"
+    assert report["converted"] and report["wrapper_key"] == "state_dict" and report["stripped_prefix"]
     with torch.no_grad():
         _assert_close(train.eval()(fx["input"]), fx["output"], "train form from file")
         _assert_close(eval_form.eval()(fx["input"]), fx["output"][0], "eval form from file (folded)")
@@ -180,6 +182,38 @@ def test_load_reports_missing_and_unexpected_names():
     with pytest.raises(CheckpointError) as err:
         load_weights(DeepRFT(num_res=0, inference=False), {"state_dict": sd})
     assert "SCM1.conv.main.0.W" in str(err.value) and "head.W" in str(err.value)
+
+
+def test_convert_state_dict_folds_only_train_form_into_eval_form():
+    torch.manual_seed(0)
+    train = DeepRFT(num_res=0, inference=False)
+    with torch.no_grad():
+        for name, p in train.named_parameters():
+            if name.endswith(".D"):
+                p.normal_(std=0.1)  # a non-trivial fold
+    train_sd = train.state_dict()
+    assert has_doconv_train_keys(train_sd) and not has_doconv_train_keys(to_eval_form(train).state_dict())
+    assert train.convert_state_dict(train_sd) is train_sd  # train form: returned as is
+
+    eval_form = DeepRFT(num_res=0, inference=True)
+    report = load_weights(eval_form, {"params": train_sd})
+    assert report["converted"] and report["wrapper_key"] == "params" and not report["stripped_prefix"]
+    expected = to_eval_form(train).state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in eval_form.state_dict().items())
+
+    folded_sd = eval_form.state_dict()
+    assert eval_form.convert_state_dict(folded_sd) is folded_sd  # already eval form: returned as is
+    report = load_weights(DeepRFT(num_res=0, inference=True), folded_sd)
+    assert not report["converted"] and report["wrapper_key"] is None
+
+
+def test_malformed_train_checkpoint_error_names_file_and_tensor(tmp_path):
+    sd = DeepRFT(num_res=0, inference=False).state_dict()
+    sd["SCM1.conv.main.0.W"] = torch.zeros(128, 128, 5)  # 5 taps: not a square kernel
+    path = tmp_path / "broken_deeprft.pth"
+    torch.save({"state_dict": sd}, path)
+    with pytest.raises(CheckpointError, match=r"broken_deeprft\.pth: SCM1\.conv\.main\.0\.W: DO-Conv W has 5 taps"):
+        load_weights(DeepRFT(num_res=0, inference=True), path)
 
 
 def test_fold_is_exact_and_idempotent_in_float64():

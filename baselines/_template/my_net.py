@@ -41,6 +41,10 @@ class MyNet(nn.Module):
         self.in_channels = in_channels
         self.size_multiple = 1  # tile sizes must be multiples of this; any H, W works for whole-image forward
 
+    # Optional hook for ldp.checkpoint.load_weights (the project's only loader): convert an official state dict
+    # whose names or layout differ (DeepRFT folds its DO-Conv weights here) and return anything else as is.
+    # def convert_state_dict(self, state): return state
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1] != self.in_channels:
             raise ValueError(f"MyNet expects {self.in_channels} input channels, got {x.shape[1]}")

@@ -8,11 +8,12 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from ldp.blurmap.common import BlurMapError
+from ldp.blurmap.io import squeeze_to_2d
 
 
 def _as_2d(x, name: str) -> np.ndarray:
     a = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
-    a = np.squeeze(a)
+    a = squeeze_to_2d(a)
     if a.ndim != 2:
         raise BlurMapError(f"{name} must be a 2-D map, got shape {np.shape(x)}")
     if not np.isfinite(a).all():

@@ -18,10 +18,18 @@ from ldp.blurmap.common import BlurMapError
 META_NAME = "meta.json"
 
 
+def squeeze_to_2d(arr: np.ndarray) -> np.ndarray:
+    """Drop leading unit axes (N, C) but keep a 1-row or 1-column map 2-D, unlike ``np.squeeze``."""
+    arr = np.asarray(arr)
+    if arr.ndim > 2 and all(d == 1 for d in arr.shape[:-2]):
+        arr = arr.reshape(arr.shape[-2:])
+    return arr
+
+
 def save_blurmap(map_dir: str | Path, scene: str, blurmap) -> Path:
     """Write one map atomically (temp file, then rename)."""
     arr = np.asarray(blurmap.detach().cpu() if isinstance(blurmap, torch.Tensor) else blurmap, dtype=np.float32)
-    arr = np.squeeze(arr)
+    arr = squeeze_to_2d(arr)
     if arr.ndim != 2 or not np.isfinite(arr).all() or arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
         raise BlurMapError(f"blur map for scene {scene!r} must be a finite 2-D array in [0, 1]")
     path = Path(map_dir) / f"{scene}.npy"
