@@ -55,14 +55,20 @@ def _tags(params: dict, exp: ExperimentConfig, name: str, stage: str, **extra: A
                                 "blurmap": exp.blurmap, "ldp_losses": exp.ldp_losses, **extra})
 
 
+def _run_name(exp: ExperimentConfig, name: str) -> str:
+    from ldp.tracking import run_name
+
+    return run_name(exp.model, None if name == exp.model else name)
+
+
 def train_experiment(params: dict, name: str, layout: Layout = Layout()) -> dict[str, Any]:
-    from ldp.tracking import Tracker, run_name
+    from ldp.tracking import Tracker
     from ldp.train import interrupted_run, train, train_config
 
     exp = get_experiment(params, name)
     cfg = train_config(params, train_overrides(params, exp), override_where=f"params.yaml:experiments.{name}")
     out = layout.checkpoints / name
-    with Tracker(cfg, exp.primary_table(), run_name(exp.model, name), _tags(params, exp, name, "train"),
+    with Tracker(cfg, exp.primary_table(), _run_name(exp, name), _tags(params, exp, name, "train"),
                  out_dir=out, enabled=section(params, "mlflow", MlflowConfig).enabled) as tracker:
         summary = train(cfg, exp.model, layout.dataset, out, blurmap_dir=layout.blurmaps / exp.blurmap,
                         tracker=tracker, resume=interrupted_run(out, cfg, exp.model))
@@ -78,25 +84,32 @@ def train_experiment(params: dict, name: str, layout: Layout = Layout()) -> dict
     return summary
 
 
-def evaluate_experiment(params: dict, name: str, layout: Layout = Layout()):
+def load_trained_model(params: dict, name: str, layout: Layout = Layout()):
+    """The experiment's network, built with its model overrides, with its trained weights loaded."""
     from ldp import build_model
     from ldp.checkpoint import load_weights
-    from ldp.evaluate import EvalConfig, evaluate
-    from ldp.tracking import Tracker, run_name
     from ldp.train import train_config
 
     exp = get_experiment(params, name)
+    model = build_model(exp.model, **train_config(params, train_overrides(params, exp)).model_overrides)
+    load_weights(model, layout.checkpoints / name / "model.pt")
+    return model
+
+
+def evaluate_experiment(params: dict, name: str, layout: Layout = Layout()):
+    from ldp.evaluate import EvalConfig, evaluate
+    from ldp.tracking import Tracker
+
+    exp = get_experiment(params, name)
     cfg = section(params, "evaluate", EvalConfig)
-    overrides = train_config(params, train_overrides(params, exp)).model_overrides
     weights = layout.checkpoints / name / "model.pt"
-    model = build_model(exp.model, **overrides)
-    load_weights(model, weights)
+    model = load_trained_model(params, name, layout)
     out = layout.results / "eval" / name
     source = (params.get("data") or {}).get("source", "")
     result = evaluate(exp.model, weights, layout.dataset, out_dir=out, blurmap_dir=layout.blurmaps / exp.blurmap,
                       cfg=cfg, model=model, data_source=source)
     tags = _tags(params, exp, name, "evaluate", protocol=result.summary["protocol"])
-    with Tracker(cfg, exp.primary_table(), run_name(exp.model, name), tags, out_dir=out,
+    with Tracker(cfg, exp.primary_table(), _run_name(exp, name), tags, out_dir=out,
                  enabled=section(params, "mlflow", MlflowConfig).enabled) as tracker:
         for subset, stats in result.summary["metrics"].items():
             tracker.log_metrics({f"test.{subset}.{m}": v["mean"] for m, v in stats.items()

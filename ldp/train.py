@@ -266,7 +266,8 @@ def set_deterministic(enabled: bool) -> None:
     """Deterministic kernels (warn-only where PyTorch has none) and no cuDNN autotuning."""
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    if enabled or torch.are_deterministic_algorithms_enabled():  # the call imports torch._inductor (~3 s)
+        torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = not enabled
 

@@ -16,17 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ldp import build_model
 from ldp.blurmap.accuracy import score_blurmap
 from ldp.blurmap.estimate import BlurMapConfig, BlurMapper
 from ldp.blurmap.io import load_blurmap, read_meta
-from ldp.checkpoint import load_weights
 from ldp.config import section
 from ldp.data.manifest import load_manifest, load_scene
 from ldp.experiments import load_experiments
 from ldp.imageio import read_image, write_image
 from ldp.models.inputs import make_input, primary_output
-from pipelines.common import BLURMAPS, CHECKPOINTS, DATASET, RESULTS, run_stage
+from ldp.runs import load_trained_model
+from pipelines.common import BLURMAPS, DATASET, RESULTS, run_stage
 
 
 @dataclass(frozen=True)
@@ -66,9 +65,7 @@ def _blurmap_figure(cfg: FiguresConfig, table, row, scene: dict, out: Path, labe
 @torch.no_grad()
 def _bpa_figure(cfg: FiguresConfig, params: dict, row, scene: dict, out: Path) -> None:
     exp = load_experiments(params)[cfg.bpa_experiment]
-    model = build_model(exp.model)
-    load_weights(model, CHECKPOINTS / cfg.bpa_experiment / "model.pt")
-    model.eval()
+    model = load_trained_model(params, cfg.bpa_experiment).eval()
     h, w = scene["left"].shape[:2]
     blur = torch.from_numpy(load_blurmap(BLURMAPS / exp.blurmap, row["scene"], (h, w)))[None, None]
     image = torch.cat([torch.from_numpy(scene[k]).permute(2, 0, 1)[None] for k in ("left", "right")], 1)
@@ -119,9 +116,7 @@ def _qualitative_folder(cfg: FiguresConfig, params: dict, root: str, key: str, t
         return {"title": title, "missing": f"Not shown: set figures.{key}_root to a prepared dataset root "
                                           "(see docs/data.md); no such data ships with the suite."}
     exp = load_experiments(params)[cfg.bpa_experiment]
-    model = build_model(exp.model)
-    load_weights(model, CHECKPOINTS / cfg.bpa_experiment / "model.pt")
-    model.eval()
+    model = load_trained_model(params, cfg.bpa_experiment).eval()
     mapper = BlurMapper(section(params, f"blurmaps.{exp.blurmap}", BlurMapConfig))
     row = load_manifest(root).iloc[0]
     scene = load_scene(root, row)
