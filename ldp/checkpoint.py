@@ -18,14 +18,14 @@ This is the project's only weight loader; the baselines use it too.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ldp.fsutil import atomic_write
 
 # Keys under which published checkpoints nest their weights, in order of preference.
 WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model_state_dict", "model_state", "model", "net", "network")
@@ -39,19 +39,7 @@ class CheckpointError(ValueError):
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace`` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda fh: torch.save(obj, fh), "wb", fsync=True)
 
 
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

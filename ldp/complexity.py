@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ldp.fsutil import atomic_write_json, atomic_write_text
 from ldp.paper_results import PAPER_COMPLEXITY, PAPER_COMPLEXITY_SOURCE
 
 MAC_NOTE = (
@@ -655,18 +654,6 @@ def _fvcore_version() -> str:
 # ---------------------------------------------------------------------------------------------- output
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _g(macs: int | None) -> str:
     return "–" if macs is None else f"{macs / 1e9:,.2f}"
 
@@ -732,9 +719,9 @@ def render_markdown(report: dict[str, Any]) -> str:
 def write_complexity(report: dict[str, Any], out_json: str | Path = "results/complexity.json",
                      out_md: str | Path | None = "results/complexity.md") -> None:
     """Write the JSON report and its markdown table, each atomically."""
-    _atomic_write(Path(out_json), json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_json(out_json, report, default=str)
     if out_md is not None:
-        _atomic_write(Path(out_md), render_markdown(report))
+        atomic_write_text(out_md, render_markdown(report))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

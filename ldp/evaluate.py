@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ldp.data.manifest import load_manifest, load_scene
+from ldp.fsutil import atomic_write, atomic_write_json, replace_dir, temp_dir_beside
 from ldp.imageio import write_image
 from ldp.metrics import METRIC_NAMES, compute_metrics, load_lpips
 from ldp.registry import build_model, get_spec
@@ -187,19 +185,6 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _json_clean(obj: Any) -> Any:
@@ -385,7 +370,7 @@ def evaluate(
     lpips_model, lpips_reason = load_lpips(device) if cfg.lpips else (None, "disabled (evaluate.lpips: false)")
 
     # Samples go to a temp folder that replaces samples/ only when the whole run succeeded.
-    samples_tmp = Path(tempfile.mkdtemp(dir=_mkdir(out_dir), prefix=f".{SAMPLES_DIR}.tmp-"))
+    samples_tmp = temp_dir_beside(out_dir / SAMPLES_DIR)
     try:
         rows: list[dict[str, Any]] = []
         model_s = metric_s = 0.0
@@ -423,9 +408,10 @@ def evaluate(
                 write_image(samples_tmp / f"{row['scene']}.png", to_image(pred), bits=16)
 
         per_image = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-        _write_csv(per_image, out_dir / PER_IMAGE_CSV)
+        atomic_write(out_dir / PER_IMAGE_CSV, lambda fh: per_image.to_csv(fh, index=False, float_format="%.10g"),
+                     "w", newline="")
         if cfg.save_samples > 0:
-            _replace_dir(samples_tmp, out_dir / SAMPLES_DIR)
+            replace_dir(samples_tmp, out_dir / SAMPLES_DIR)
     finally:
         shutil.rmtree(samples_tmp, ignore_errors=True)
 
@@ -458,35 +444,8 @@ def evaluate(
         },
     }
     summary = _json_clean(summary)
-    _atomic_write_text(out_dir / METRICS_JSON, json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out_dir / METRICS_JSON, summary)
     return EvalResult(per_image=per_image, summary=summary, out_dir=out_dir)
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False, float_format="%.10g")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Swap a finished folder into place; the old one is removed after the rename."""
-    old = None
-    if dest.exists():
-        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
-        os.replace(dest, old)
-    os.replace(new, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:

@@ -5,12 +5,12 @@ Writes are atomic: the image goes to a temporary file beside the target, then is
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ldp.fsutil import atomic_write_bytes
 
 
 class ImageReadError(ValueError):
@@ -72,12 +72,4 @@ def write_image(path: str | Path, img: np.ndarray, bits: int = 16) -> Path:
     ok, enc = cv2.imencode(path.suffix or ".png", arr)
     if not ok:
         raise OSError(f"{path}: OpenCV could not encode the image")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(enc.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, enc.tobytes())

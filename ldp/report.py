@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ldp.fsutil import atomic_dir
 
 TABLE_COLUMNS = ["label", "paper_psnr", "psnr", "psnr_ci_lo", "psnr_ci_hi", "diff_psnr",
                  "paper_ssim", "ssim", "diff_ssim", "paper_mae", "mae", "diff_mae",
@@ -132,19 +132,10 @@ def render_notebooks(notebooks: list[Path], out_dir: Path, parameters: dict[str,
     import papermill
     from nbconvert import HTMLExporter
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_dir(out_dir) as tmp:
         for nb in notebooks:
             executed = tmp / nb.name
             papermill.execute_notebook(str(nb), str(executed), parameters=parameters, cwd=str(nb.parent),
                                        kernel_name="python3", progress_bar=False, execution_timeout=timeout)
             body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
             executed.with_suffix(".html").write_text(body)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

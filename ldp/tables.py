@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ldp.experiments import TABLES, ExperimentConfig
+from ldp.fsutil import atomic_dir
 from ldp.paper_results import paper_row
 
 METRICS = ("psnr", "ssim", "mae", "rmse", "lpips")
@@ -117,22 +115,13 @@ def to_markdown(table: str, df: pd.DataFrame) -> str:
 def write_tables(experiments: dict[str, ExperimentConfig], eval_dir: Path, train_dir: Path, out_dir: Path,
                  profile: str) -> dict[str, pd.DataFrame]:
     """Write ``<out_dir>/<table>.csv`` and ``tables.md`` atomically (temp dir, then rename)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
     tables = {}
     md = ["# Tables", "", f"Profile: **{profile}**. How to read them: results/README.md.", ""]
-    for table in TABLES:
-        df = build_table(table, experiments, Path(eval_dir), Path(train_dir), profile)
-        tables[table] = df
-        df.to_csv(tmp / f"{table}.csv", index=False, float_format="%.6g")
-        md.append(to_markdown(table, df))
-    (tmp / "tables.md").write_text("\n".join(md))
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old")
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for table in TABLES:
+            df = build_table(table, experiments, Path(eval_dir), Path(train_dir), profile)
+            tables[table] = df
+            df.to_csv(tmp / f"{table}.csv", index=False, float_format="%.6g")
+            md.append(to_markdown(table, df))
+        (tmp / "tables.md").write_text("\n".join(md))
     return tables

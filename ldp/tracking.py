@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ldp.config import to_flat_dict
+from ldp.fsutil import atomic_write_json
 
 DB_NAME = "mlflow.db"
 PROBE_TIMEOUT_S = 3.0
@@ -431,15 +432,4 @@ class Tracker:
     def write_record(self) -> Path | None:
         if self.out_dir is None or self.rank != 0:
             return None
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / TRACKING_RECORD
-        fd, tmp = tempfile.mkstemp(dir=self.out_dir, prefix=f".{TRACKING_RECORD}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.record(), fh, indent=2)
-                fh.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_json(self.out_dir / TRACKING_RECORD, self.record())

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,6 +38,7 @@ from ldp.checkpoint import (
     unwrap_model,
 )
 from ldp.config import ConfigError, from_dict
+from ldp.fsutil import atomic_open, atomic_write_json, atomic_write_text
 from ldp.losses import LossConfig, build_loss
 from ldp.registry import build_model, get_spec
 
@@ -523,13 +523,11 @@ class CsvLog:
                 reader = csv.DictReader(fh)
                 self.fields = list(reader.fieldnames or []) or None
                 rows = [r for r in reader if r.get("iter", "").isdigit() and int(r["iter"]) <= keep_until]
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", newline="") as fh:
+        with atomic_open(path, "w", newline="") as fh:
             if self.fields:
                 writer = csv.DictWriter(fh, self.fields)
                 writer.writeheader()
                 writer.writerows(rows)
-        os.replace(tmp, path)
 
     def append(self, row: Mapping[str, Any]) -> None:
         new = self.fields is None
@@ -544,29 +542,6 @@ class CsvLog:
 
 def _fmt(v: Any) -> Any:
     return f"{v:.8g}" if isinstance(v, float) else v
-
-
-def _atomic_json(path: Path, data: Mapping[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def model_summary(model: nn.Module, model_name: str) -> str:
@@ -762,7 +737,7 @@ def _train(cfg, model_name, root, out, blur_dir, tracker, resume, plan, runtime:
     train_log = CsvLog(out / "train_log.csv", start_iter) if main else None
     val_log = CsvLog(out / "val_log.csv", start_iter) if main else None
     if main:
-        _atomic_text(out / "model_summary.txt", model_summary(engine.module, model_name))
+        atomic_write_text(out / "model_summary.txt", model_summary(engine.module, model_name))
 
     bar = tqdm(total=cfg.iters, initial=start_iter, desc=f"train {model_name}", disable=not main,
                dynamic_ncols=True, mininterval=0.5)
@@ -849,7 +824,7 @@ def _finish(engine, cfg, model_name, root, out, blur_dir, tracker, val_images, v
         "dataset_root": str(root),
         "blurmap_dir": str(blur_dir) if blur_dir else None,
     }
-    _atomic_json(out / "train_summary.json", summary)
+    atomic_write_json(out / "train_summary.json", summary, default=str)
     if tracker is not None:
         for name in ("train_log.csv", "val_log.csv", "train_summary.json", "model_summary.txt"):
             if (out / name).is_file():

@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from ldp.blurmap.io import load_blurmap, read_meta
 from ldp.config import section
 from ldp.data.manifest import load_manifest, load_scene
 from ldp.experiments import load_experiments
+from ldp.fsutil import atomic_dir
 from ldp.imageio import read_image, write_image
 from ldp.models.inputs import make_input, primary_output
 from ldp.runs import load_trained_model
@@ -142,9 +141,7 @@ def main(params: dict, argv: list[str]) -> None:
     row = table.iloc[cfg.scene_index]
     scene = load_scene(DATASET, row)
     final = RESULTS / "figures"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=".figures."))
-    try:
+    with atomic_dir(final) as tmp:
         labels: set[str] = set()
         accuracy = _blurmap_figure(cfg, table, row, scene, tmp, labels)
         _bpa_figure(cfg, params, row, scene, tmp)
@@ -158,12 +155,6 @@ def main(params: dict, argv: list[str]) -> None:
         index = {"scene": row["scene"], "blurmap_accuracy": accuracy, "qualitative": qualitative,
                  "labels": sorted(labels)}
         (tmp / "index.json").write_text(json.dumps(index, indent=2) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 if __name__ == "__main__":

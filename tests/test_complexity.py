@@ -20,15 +20,6 @@ from ldp import complexity as cx
 from ldp.config import ConfigError, section
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny traces are overhead-bound; one thread avoids oversubscription on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class FftNet(nn.Module):
     """A small U-shaped net with everything the extrapolation must get right.
 
@@ -218,7 +209,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(cx.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)  # the atomic write goes through ldp.fsutil
     with pytest.raises(OSError):
         cx.write_complexity({"x": 1}, target, None)
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["complexity.json"]

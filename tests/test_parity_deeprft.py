@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_outputs_close, load_fixture_weights, load_parity_fixture
 
 from baselines.deeprft import (
     DeepRFT,
@@ -30,44 +30,11 @@ from ldp.registry import get_spec
 MODEL_FIXTURES = ["tiny", "tiny_f64", "tiny_eval", "tiny_eval_f64"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convs on a shared, busy machine: intra-op threads spin-wait and run far slower than one thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@cache
-def _fixture(path: Path) -> dict:
-    return torch.load(path, weights_only=False)
-
-
-def _tol(dtype: torch.dtype) -> float:
-    return 1e-10 if dtype == torch.float64 else 1e-5
-
-
-def _as_list(out) -> list[torch.Tensor]:
-    return list(out) if isinstance(out, (list, tuple)) else [out]
-
-
-def _assert_close(out, ref, label: str) -> None:
-    outs, refs = _as_list(out), _as_list(ref)
-    assert len(outs) == len(refs), f"{label}: {len(outs)} outputs, expected {len(refs)}"
-    for i, (o, r) in enumerate(zip(outs, refs, strict=True)):
-        assert o.shape == r.shape and o.dtype == r.dtype, f"{label}[{i}]: {o.shape}/{o.dtype} vs {r.shape}/{r.dtype}"
-        tol = _tol(r.dtype)
-        err = (o - r).abs().max().item()
-        assert torch.allclose(o, r, rtol=tol, atol=tol), f"{label}[{i}]: max abs err {err:.3g}"
+_fixture = cache(load_parity_fixture)
 
 
 def _model_from(fx: dict) -> DeepRFT:
-    model = DeepRFT(**fx["config"])
-    if fx["dtype"] == "float64":
-        model = model.double()
-    model.load_state_dict(fx["state_dict"], strict=True)
-    return model.eval()
+    return load_fixture_weights(DeepRFT(**fx["config"]), fx)
 
 
 @pytest.mark.parametrize("name", MODEL_FIXTURES)
@@ -77,7 +44,7 @@ def test_tiny_fixture_outputs(parity_dir, name):
     assert fx["cases"]
     for case_name, case in fx["cases"].items():
         with torch.no_grad():
-            _assert_close(model(case["input"]), case["output"], f"{name}/{case_name}")
+            assert_outputs_close(model(case["input"]), case["output"], f"{name}/{case_name}")
 
 
 def _block_module(entry: dict) -> torch.nn.Module:
@@ -103,17 +70,17 @@ def test_block_fixtures(parity_dir, name):
         module = _block_module(entry).to(entry["input"].dtype)
         module.load_state_dict(entry["state_dict"], strict=True)
         with torch.no_grad():
-            _assert_close(module.eval()(entry["input"]), entry["output"], f"{name}/{key}")
+            assert_outputs_close(module.eval()(entry["input"]), entry["output"], f"{name}/{key}")
         if "folded_eval_weight" in entry:
             folded = fold_doconv_state_dict(module.state_dict())
             assert list(folded) == ["W"]
-            _assert_close(folded["W"], entry["folded_eval_weight"], f"{name}/{key}/folded W")
+            assert_outputs_close(folded["W"], entry["folded_eval_weight"], f"{name}/{key}/folded W")
             cfg = entry["config"]
             conv = FoldedConv2d(cfg["in_channels"], cfg["out_channels"], cfg["kernel_size"], cfg["stride"])
             conv = conv.to(entry["input"].dtype)
             conv.load_state_dict(folded, strict=True)
             with torch.no_grad():
-                _assert_close(conv(entry["input"]), entry["folded_eval_output"], f"{name}/{key}/folded out")
+                assert_outputs_close(conv(entry["input"]), entry["folded_eval_output"], f"{name}/{key}/folded out")
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny_f64"])
@@ -125,8 +92,8 @@ def test_folding_train_checkpoint_reproduces_full_output(parity_dir, name):
     via_helper = to_eval_form(train).eval()
     for case_name, case in fx["cases"].items():
         with torch.no_grad():
-            _assert_close(eval_form.eval()(case["input"]), case["output"][0], f"{name}/{case_name} folded")
-            _assert_close(via_helper(case["input"]), case["output"][0], f"{name}/{case_name} to_eval_form")
+            assert_outputs_close(eval_form.eval()(case["input"]), case["output"][0], f"{name}/{case_name} folded")
+            assert_outputs_close(via_helper(case["input"]), case["output"][0], f"{name}/{case_name} to_eval_form")
 
 
 @pytest.mark.parametrize("form, manifest_name", [(False, "full_manifest.json"), (True, "full_manifest_eval.json")])
@@ -168,8 +135,8 @@ def test_official_checkpoint_file_loads_into_both_forms(parity_dir, tmp_path):
     report = load_weights(eval_form, path)
     assert report["converted"] and report["wrapper_key"] == "state_dict" and report["stripped_prefix"]
     with torch.no_grad():
-        _assert_close(train.eval()(fx["input"]), fx["output"], "train form from file")
-        _assert_close(eval_form.eval()(fx["input"]), fx["output"][0], "eval form from file (folded)")
+        assert_outputs_close(train.eval()(fx["input"]), fx["output"], "train form from file")
+        assert_outputs_close(eval_form.eval()(fx["input"]), fx["output"][0], "eval form from file (folded)")
 
 
 # ---- no shared files needed below ----

@@ -10,42 +10,22 @@ import json
 
 import pytest
 import torch
+from conftest import assert_outputs_close, load_fixture_weights, load_parity_fixture
 
 import ldp
 
-TOL = {"float32": 1e-5, "float64": 1e-10}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convs on 2 shared cores run ~10x faster single-threaded (no spin-waiting between threads)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _load(path):
-    if not path.is_file():
-        pytest.skip(f"fixture not found: {path}")
-    return torch.load(path, weights_only=False)
+    return load_parity_fixture(path, skip_missing=True)
 
 
 def _run_cases(model, fx, intermediates_check=None):
-    assert fx["dtype"] in TOL, fx["dtype"]
-    tol = TOL[fx["dtype"]]
-    if fx["dtype"] == "float64":
-        model = model.double()
-    model.load_state_dict(fx["state_dict"], strict=True)
-    model.eval()
+    assert fx["dtype"] in ("float32", "float64"), fx["dtype"]
+    model = load_fixture_weights(model, fx)
     assert len(fx["cases"]) >= 2
     with torch.no_grad():
         for name, case in fx["cases"].items():
-            out = model(case["input"])
-            assert out.dtype == case["output"].dtype
-            assert out.shape == case["output"].shape, name
-            err = (out - case["output"]).abs().max().item()
-            assert torch.allclose(out, case["output"], rtol=tol, atol=tol), f"case {name}: max abs err {err:.3g}"
+            assert_outputs_close(model(case["input"]), case["output"], f"case {name}")
             if intermediates_check is not None and "intermediates" in case:
                 intermediates_check(model, case)
 

@@ -6,10 +6,10 @@ import json
 from collections import OrderedDict
 from dataclasses import asdict
 from functools import cache
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_outputs_close, load_fixture_weights, load_parity_fixture
 
 from baselines.restormer import Restormer, RestormerConfig, restormer_dp
 from ldp.checkpoint import CheckpointError, load_weights
@@ -19,30 +19,11 @@ from ldp.registry import get_spec
 FIXTURES = ["tiny", "tiny_f64", "tiny_variant", "tiny_variant_f64"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convs on a shared, busy machine: intra-op threads spin-wait and run ~30x slower than one thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@cache
-def _fixture(path: Path) -> dict:
-    return torch.load(path, weights_only=False)
-
-
-def _tol(dtype: torch.dtype) -> float:
-    return 1e-10 if dtype == torch.float64 else 1e-5
+_fixture = cache(load_parity_fixture)
 
 
 def _built_from(fx: dict) -> Restormer:
-    model = Restormer(**fx["config"])
-    if fx["dtype"] == "float64":
-        model = model.double()
-    model.load_state_dict(fx["state_dict"], strict=True)
-    return model.eval()
+    return load_fixture_weights(Restormer(**fx["config"]), fx)
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -53,11 +34,7 @@ def test_tiny_fixture_outputs(parity_dir, name):
     for case_name, case in fx["cases"].items():
         with torch.no_grad():
             out = model(case["input"])
-        ref = case["output"]
-        assert out.dtype == ref.dtype and out.shape == ref.shape, case_name
-        tol = _tol(ref.dtype)
-        err = (out - ref).abs().max().item()
-        assert torch.allclose(out, ref, rtol=tol, atol=tol), f"{name}/{case_name}: max abs err {err:.3g}"
+        assert_outputs_close(out, case["output"], f"{name}/{case_name}")
 
 
 def test_variant_has_no_patch_embed_bias(parity_dir):

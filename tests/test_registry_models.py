@@ -23,15 +23,6 @@ N, H, W = 2, 32, 48
 TINY_MAX_PARAMS = 2_000_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convs on 2 shared cores run ~10x faster single-threaded (no spin-waiting between threads)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _inputs(kind: str, seed: int = 0, h: int = H, w: int = W) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     left = torch.rand(N, 3, h, w, generator=g)

@@ -13,15 +13,6 @@ from ldp.models.inputs import make_input
 from ldp.models.tiling import infer, tile_starts, tiled_forward
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small convs on 2 shared cores run ~10x faster single-threaded (no spin-waiting between threads)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
     return (10 * torch.log10(1.0 / (pred.clamp(0, 1) - target).square().mean())).item()
 

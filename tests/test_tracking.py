@@ -41,14 +41,6 @@ def _closed_port_uri() -> str:
     return f"http://127.0.0.1:{_free_port()}"  # nothing listens there once the probe socket is closed
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     from test_train import make_tiny_dataset

@@ -83,15 +83,6 @@ def assert_identical(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), f"tensor {k} differs"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine, spinning OpenMP threads make tiny models 10-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny_dp"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,10 +13,11 @@ from tqdm import tqdm
 from ldp.blurmap.classical import classical_blurmap
 from ldp.blurmap.clip_estimator import ClipBlurEstimator
 from ldp.blurmap.common import BlurMapError, grid_shape, to_nchw
-from ldp.blurmap.io import replace_dir, save_blurmap, write_meta
+from ldp.blurmap.io import save_blurmap, write_meta
 from ldp.blurmap.oracle import oracle_blurmap
 from ldp.blurmap.weights import load_clip
 from ldp.data.manifest import load_manifest, load_scene
+from ldp.fsutil import atomic_dir
 
 
 @dataclass(frozen=True)
@@ -103,9 +102,7 @@ def estimate_blurmaps(cfg: BlurMapConfig, dataset_root: str | Path, out_dir: str
         where = f" in split {cfg.split!r}" if cfg.split else ""
         raise BlurMapError(f"{dataset_root}: manifest has no scenes{where}")
     mapper = BlurMapper(cfg)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with atomic_dir(out_dir) as tmp:
         grids = {}
         for _, row in tqdm(table.iterrows(), total=len(table), desc=f"blur maps ({cfg.estimator})",
                            disable=not progress):
@@ -113,8 +110,4 @@ def estimate_blurmaps(cfg: BlurMapConfig, dataset_root: str | Path, out_dir: str
             save_blurmap(tmp, row["scene"], blurmap)
             grids[row["scene"]] = list(blurmap.shape)
         write_meta(tmp, {**mapper.meta(), "dataset": str(dataset_root), "scenes": grids})
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

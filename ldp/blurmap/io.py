@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from ldp.blurmap.common import BlurMapError
+from ldp.fsutil import atomic_write, atomic_write_json
+from ldp.fsutil import replace_dir as replace_dir  # re-exported (public API of this module)
 
 META_NAME = "meta.json"
 
@@ -32,31 +31,11 @@ def save_blurmap(map_dir: str | Path, scene: str, blurmap) -> Path:
     arr = squeeze_to_2d(arr)
     if arr.ndim != 2 or not np.isfinite(arr).all() or arr.min() < -1e-6 or arr.max() > 1 + 1e-6:
         raise BlurMapError(f"blur map for scene {scene!r} must be a finite 2-D array in [0, 1]")
-    path = Path(map_dir) / f"{scene}.npy"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{scene}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.clip(arr, 0.0, 1.0))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(Path(map_dir) / f"{scene}.npy", lambda fh: np.save(fh, np.clip(arr, 0.0, 1.0)))
 
 
 def write_meta(map_dir: str | Path, meta: dict) -> Path:
-    path = Path(map_dir) / META_NAME
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".meta.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(meta, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_json(Path(map_dir) / META_NAME, meta, sort_keys=True)
 
 
 def read_meta(map_dir: str | Path) -> dict:
@@ -108,13 +87,3 @@ def load_blurmap(map_dir: str | Path, scene: str, size: tuple[int, int]) -> np.n
     meta = read_meta(map_dir)
     return upsample_blurmap(read_blurmap(map_dir, scene), size, meta.get("patch_size"))
 
-
-def replace_dir(tmp_dir: Path, out_dir: Path) -> None:
-    """Move a finished temp dir into place, replacing any previous output."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        os.replace(out_dir, old)
-    os.replace(tmp_dir, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

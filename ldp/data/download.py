@@ -18,7 +18,6 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +28,8 @@ from pathlib import Path, PurePosixPath
 
 import pooch
 from tqdm import tqdm
+
+from ldp.fsutil import atomic_write_json, temp_dir_beside
 
 CHECKSUMS_NAME = "checksums.json"
 _CHUNK = 1 << 20
@@ -207,11 +208,7 @@ def _load_checksums(folder: Path) -> dict[str, str]:
 def _record_checksum(folder: Path, name: str, digest: str) -> None:
     data = _load_checksums(folder)
     data[name] = digest
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".checksums.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, folder / CHECKSUMS_NAME)
+    atomic_write_json(folder / CHECKSUMS_NAME, data, sort_keys=True)
 
 
 def _mismatch(path: Path, expected: str, actual: str, where: str) -> ChecksumError:
@@ -322,14 +319,13 @@ def safe_extract(archive: str | Path, dest: str | Path, progress: bool = True) -
         raise FileExistsError(f"{dest}: already exists; remove it before extracting {archive.name}")
     if not archive.is_file():
         raise DownloadError(f"{archive}: archive not found")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         opener, planner = zipfile.ZipFile, _plan_zip
     elif tarfile.is_tarfile(archive):
         opener, planner = tarfile.open, _plan_tar
     else:
         raise DownloadError(f"{archive}: not a zip or tar archive (truncated download?)")
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.extract-"))
+    tmp = temp_dir_beside(dest, "extract")
     try:
         with opener(archive) as handle:
             plan = planner(archive, handle)

@@ -6,13 +6,12 @@ root and an empty cell means absent. See docs/design.md.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ldp.fsutil import atomic_write
 from ldp.imageio import read_image
 
 MANIFEST_NAME = "manifest.csv"
@@ -31,16 +30,7 @@ def write_manifest(root: str | Path, rows: list[dict]) -> Path:
     """Write ``manifest.csv`` atomically; rows are dicts with (a subset of) :data:`COLUMNS`."""
     root = Path(root)
     table = pd.DataFrame(rows, columns=COLUMNS).astype(object).fillna("")
-    path = root / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".manifest.", suffix=".tmp")
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(root / MANIFEST_NAME, lambda fh: table.to_csv(fh, index=False), "w", newline="")
 
 
 def load_manifest(root: str | Path, split: str | None = None) -> pd.DataFrame:

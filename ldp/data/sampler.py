@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -29,6 +27,7 @@ from tqdm import tqdm
 
 from ldp.data.manifest import load_manifest
 from ldp.data.sources import DatasetError
+from ldp.fsutil import atomic_write
 from ldp.imageio import read_image_raw
 
 CACHE_DIRNAME = ".cache"
@@ -43,15 +42,7 @@ def _stat_key(path: Path) -> str:
 
 
 def _atomic_save(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, arr)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.save(fh, arr))
 
 
 def image_to_u16_chw(img: np.ndarray) -> np.ndarray:

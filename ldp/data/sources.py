@@ -15,9 +15,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +29,7 @@ from tqdm import tqdm
 from ldp.config import ConfigError, from_dict, load_params, section
 from ldp.data.download import ChecksumError, DownloadError, RemoteFile, fetch, safe_extract
 from ldp.data.manifest import MANIFEST_NAME, write_manifest
+from ldp.fsutil import atomic_dir
 from ldp.imageio import ImageReadError, bit_depth, read_image_raw
 
 LAYOUT_DIR = "dd_dp_dataset_canon"
@@ -457,17 +456,10 @@ def _config_stamp(cfg: DataConfig) -> dict:
     return {"source": cfg.source, "config_sha": digest}
 
 
-def _finish(build: Path, out_root: Path, rows: list[dict], cfg: DataConfig, rel_to: Path) -> Path:
-    """Write manifest + stamp into ``build`` (paths relative to ``rel_to``) and rename it to ``out_root``."""
+def _finish(build: Path, rows: list[dict], cfg: DataConfig, rel_to: Path) -> None:
+    """Write manifest + stamp into ``build`` (paths relative to ``rel_to``); ``atomic_dir`` renames it."""
     write_manifest(build, _manifest_rows(rows, rel_to.resolve()))
     (build / SOURCE_STAMP).write_text(json.dumps(_config_stamp(cfg), indent=2) + "\n")
-    os.replace(build, out_root)
-    return out_root
-
-
-def _new_build_dir(out_root: Path) -> Path:
-    out_root.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=out_root.parent, prefix=f".{out_root.name}.build-"))
 
 
 def _existing_output(out_root: Path, cfg: DataConfig) -> Path | None:
@@ -544,23 +536,17 @@ def prepare_dataset(cfg: DataConfig, out_root: str | Path) -> Path:
     if cfg.source == "folder" or (root is not None and root.is_dir()):
         base = root if root is not None else Path(".")
         rows = validate_rows(_index(cfg, base))
-        build = _new_build_dir(out_root)
-        try:
-            return _finish(build, out_root, rows, cfg, rel_to=out_root.parent.resolve() / out_root.name)
-        except BaseException:
-            shutil.rmtree(build, ignore_errors=True)
-            raise
+        with atomic_dir(out_root, "build") as build:
+            _finish(build, rows, cfg, rel_to=out_root.parent.resolve() / out_root.name)
+        return out_root
 
     archive = root if root is not None else _fetch_archive(cfg)
-    build = _new_build_dir(out_root)
-    try:
+    with atomic_dir(out_root, "build") as build:
         raw = safe_extract(archive, build / "raw")
         rows = validate_rows(_index(cfg, raw))
         rows = _move_into_layout(rows, build)
-        return _finish(build, out_root, rows, cfg, rel_to=build)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
+        _finish(build, rows, cfg, rel_to=build)
+    return out_root
 
 
 # --------------------------------------------------------------------------------------------------- CLI

@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from tqdm import tqdm
 
 from ldp.data.manifest import write_manifest
 from ldp.data.psf import ButterworthParams, ThinLens, convolve, dp_psfs
+from ldp.fsutil import atomic_dir
 from ldp.imageio import read_image_raw, write_image
 
 SPLITS = ("train", "val", "test")
@@ -584,12 +583,7 @@ def generate_synthetic(cfg: SyntheticConfig, out_root: str | Path, progress: boo
     out_root = Path(out_root)
     if out_root.exists() and not out_root.is_dir():
         raise SyntheticDataError(f"{out_root}: exists and is not a folder")
-    out_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_root.parent / f".{out_root.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with atomic_dir(out_root) as tmp:
         rows = []
         jobs = [(split, i) for split in SPLITS for i in range(cfg.counts()[split])]
         for split, i in tqdm(jobs, desc="synthetic DP scenes", unit="scene", disable=not progress):
@@ -616,14 +610,4 @@ def generate_synthetic(cfg: SyntheticConfig, out_root: str | Path, progress: boo
         (tmp / "synthetic_config.json").write_text(
             json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True)
         )
-        if out_root.exists():
-            old = out_root.parent / f".{out_root.name}.old-{os.getpid()}"
-            os.replace(out_root, old)
-            os.replace(tmp, out_root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_root
