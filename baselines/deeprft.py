@@ -30,6 +30,7 @@ from torch import nn
 
 from ldp.checkpoint import CheckpointError
 from ldp.config import from_dict
+from ldp.models.tiling import reflect_pad_to_multiple
 from ldp.registry import register_model
 
 BASE_CHANNELS = 32  # fixed upstream
@@ -297,7 +298,7 @@ class DeepRFT(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"DeepRFT: expected N×{self.in_channels}×H×W input, got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        x = _pad_to_multiple(x, self.MULTIPLE)
+        x = reflect_pad_to_multiple(x, self.MULTIPLE)
         x_2 = _half(x)
         x_4 = _half(x_2)
         z2 = self.SCM2(x_2)
@@ -326,14 +327,6 @@ class DeepRFT(nn.Module):
             return full
         return [full, half[..., : h // 2, : w // 2], quarter[..., : h // 4, : w // 4]]
 
-
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not ph and not pw:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 def to_eval_form(model: DeepRFT) -> DeepRFT:

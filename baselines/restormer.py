@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ldp.config import from_dict
+from ldp.models.tiling import reflect_pad_to_multiple
 from ldp.registry import register_model
 
 LN_EPS = 1e-5  # Restormer's LayerNorm eps (NAFNet uses 1e-6)
@@ -206,7 +207,7 @@ class Restormer(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.inp_channels:
             raise ValueError(f"Restormer: expected N×{self.inp_channels}×H×W input, got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        x = _pad_to_multiple(x, self.MULTIPLE)
+        x = reflect_pad_to_multiple(x, self.MULTIPLE)
 
         emb = self.patch_embed(x)
         enc1 = self.encoder_level1(emb)
@@ -225,15 +226,6 @@ class Restormer(nn.Module):
             out = self.output(dec1) + x
         return out[..., :h, :w]
 
-
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflect-pad bottom/right to a multiple (replicate where the image is too small to reflect)."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not ph and not pw:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,13 @@ def infer(
             multiple = int(getattr(model, "size_multiple", 1))
             return tiled_forward(model, x, tile, overlap, multiple=multiple, progress=progress)
     raise ValueError(f"unknown inference mode {mode!r}; expected 'whole' or 'tiled'")
+
+
+def reflect_pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad bottom/right to a multiple (replicate where the image is too small to reflect)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not ph and not pw:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
