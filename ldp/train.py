@@ -376,12 +376,15 @@ class Engine:
         return nullcontext()
 
     def prepare(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:
+        """Float32 [0, 1] tensors on the device, from uint16 training patches or float validation images."""
+        from ldp.data.sampler import to_unit_float
+
         dev = self.runtime.device
         out: dict[str, torch.Tensor | None] = {}
         for key in ("left", "right", "target", "blurmap"):
             value = batch.get(key)
             if value is not None:
-                value = value.to(dev, non_blocking=True).float()
+                value = to_unit_float(value, dev)
                 if self.channels_last and value.dim() == 4:
                     value = value.contiguous(memory_format=torch.channels_last)
             out[key] = value

@@ -11,7 +11,7 @@ import torch
 
 from ldp.blurmap.io import write_meta
 from ldp.data.manifest import write_manifest
-from ldp.data.sampler import DPImageDataset, DPPatchDataset, ResumableSampler
+from ldp.data.sampler import DPImageDataset, DPPatchDataset, ResumableSampler, _to_float, to_unit_float
 from ldp.data.sources import DatasetError
 from ldp.imageio import read_image, write_image
 
@@ -49,7 +49,7 @@ def root(tmp_path):
 
 
 def _pos(t: torch.Tensor, offset: int) -> np.ndarray:
-    return np.rint(t[0].numpy() * 65535).astype(np.int64) - offset
+    return np.rint(to_unit_float(t)[0].numpy() * 65535).astype(np.int64) - offset
 
 
 def _expected(y, x, p, hflip, vflip):
@@ -69,10 +69,10 @@ def test_same_crop_for_all_views_and_map(root):
         item = ds[i]
         exp = _expected(y, x, 16, False, False)
         for kind in ("left", "right", "target"):
-            assert item[kind].shape == (3, 16, 16) and item[kind].dtype == torch.float32
+            assert item[kind].shape == (3, 16, 16) and item[kind].dtype == torch.uint16
             np.testing.assert_array_equal(_pos(item[kind], OFFSET[kind]), exp)
-            assert np.allclose(item[kind][1].numpy() * 65535, s)  # right scene
-        assert item["blurmap"].shape == (1, 16, 16)
+            assert np.allclose(to_unit_float(item[kind])[1].numpy() * 65535, s)  # right scene
+        assert item["blurmap"].shape == (1, 16, 16) and item["blurmap"].dtype == torch.uint16
         np.testing.assert_array_equal(_pos(item["blurmap"], 0), exp)
         assert item["scene"] == f"s{s}"
 
@@ -179,3 +179,13 @@ def test_missing_blurmap_and_upsampling(root, tmp_path):
     ds = DPImageDataset(root, "train", blurmap_dir=maps, progress=False)
     m = ds[0]["blurmap"]
     assert m.shape == (1, H, W) and 0 <= float(m.min()) < float(m.max()) <= 1
+
+
+def test_unit_float_matches_the_evaluation_scale():
+    every_value = np.arange(65536, dtype=np.uint16).reshape(1, 256, 256)
+    batch = torch.from_numpy(every_value)[None]
+    as_float = to_unit_float(batch, "cpu")
+    assert as_float.dtype == torch.float32 and float(as_float.min()) == 0.0 and float(as_float.max()) == 1.0
+    assert torch.equal(as_float[0], _to_float(every_value))  # training and evaluation see identical values
+    already_float = torch.rand(2, 3, 4, 4)
+    assert torch.equal(to_unit_float(already_float), already_float)

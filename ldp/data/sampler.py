@@ -2,6 +2,8 @@
 
 Every image is decoded once into a uint16 CHW ``.npy`` cache under ``<root>/.cache/`` (8-bit images are scaled
 by 257, so v/65535 equals the original v/255) and memory-mapped afterwards; patches are cropped from the maps.
+Training patches stay uint16 (half the bytes of float32, no per-patch cast on the loader's core); the trainer
+turns a batch into float32 [0, 1] on its device with :func:`to_unit_float`. Full evaluation images are float32.
 
 Determinism: the patch for dataset index ``i`` depends only on ``(seed, i)``: the scene is
 ``perm(seed, epoch)[i % n]`` with ``epoch = i // n`` and the crop/flips come from a SplitMix64 hash of ``(seed, i)``.
@@ -138,6 +140,18 @@ def _to_float(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.multiply(np.ascontiguousarray(arr), _SCALE, dtype=np.float32))
 
 
+def to_unit_float(t: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """A uint16 patch batch → float32 in [0, 1] on ``device`` (the same values as ``_to_float``).
+
+    The batch travels as its int16 bit pattern (every backend copies int16) and is widened on the device.
+    Float tensors are only moved.
+    """
+    if t.dtype != torch.uint16:
+        return t.to(device, non_blocking=True).float()
+    wide = t.view(torch.int16).to(device, non_blocking=True).to(torch.int32).bitwise_and_(0xFFFF)
+    return wide.to(torch.float32).mul_(float(_SCALE))
+
+
 def crop_u16(arr: np.ndarray, y: int, x: int, p: int, hflip: bool, vflip: bool) -> np.ndarray:
     """A contiguous CxPxP uint16 copy of ``arr[:, y:y+p, x:x+p]``, optionally flipped."""
     view = arr[:, y:y + p, x:x + p]
@@ -163,7 +177,8 @@ def _splitmix64(state: int) -> tuple[int, int]:
 
 
 class DPPatchDataset(Dataset):
-    """Random DP training patches: ``left, right, target`` (3xPxP) and ``blurmap`` (1xPxP) float32, ``scene``.
+    """Random DP training patches: ``left, right, target`` (3xPxP) and ``blurmap`` (1xPxP) uint16 on the 16-bit
+    scale (see :func:`to_unit_float`), and ``scene``.
 
     ``len`` is ``scenes * patches_per_image`` (one epoch); any non-negative index is valid (see module doc).
     """
@@ -213,11 +228,11 @@ class DPPatchDataset(Dataset):
         views = {}
         kinds = ("left", "right", "target", "blurmap") if self.scenes.blurmap_dir else VIEWS
         for kind in kinds:
-            views[kind] = _to_float(crop_u16(self.scenes.array(s, kind), y, x, p, hflip, vflip))
+            views[kind] = torch.from_numpy(crop_u16(self.scenes.array(s, kind), y, x, p, hflip, vflip))
         if hflip:  # mirrored left half-aperture image is the right view of the mirrored scene
             views["left"], views["right"] = views["right"], views["left"]
         if "blurmap" not in views:
-            views["blurmap"] = torch.zeros(1, p, p)
+            views["blurmap"] = torch.zeros(1, p, p, dtype=torch.uint16)
         views["scene"] = self.scenes.rows[s]["scene"]
         return views
 
