@@ -56,9 +56,12 @@ def _tags(params: dict, exp: ExperimentConfig, name: str, stage: str, **extra: A
 
 
 def _run_name(exp: ExperimentConfig, name: str) -> str:
+    """``ldp-small`` for the experiment ``ldp-small``, ``ldp-small-vitb16`` (not ``ldp-small-ldp-small-vitb16``) for
+    ``ldp-small-vitb16``, ``<model>-<name>`` otherwise; ``@<DVC experiment>`` is appended inside dvc exp."""
     from ldp.tracking import run_name
 
-    return run_name(exp.model, None if name == exp.model else name)
+    variant = name.removeprefix(f"{exp.model}-") if name != exp.model else None
+    return run_name(exp.model, variant)
 
 
 def train_experiment(params: dict, name: str, layout: Layout = Layout()) -> dict[str, Any]:

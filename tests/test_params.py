@@ -12,7 +12,7 @@ from ldp.data.sources import load_data_config
 from ldp.evaluate import EvalConfig
 from ldp.experiments import load_experiments, train_overrides
 from ldp.registry import list_models
-from ldp.runs import MlflowConfig
+from ldp.runs import MlflowConfig, _run_name
 from ldp.train import train_config
 from pipelines.figures import FiguresConfig
 from pipelines.report import ReportConfig
@@ -44,6 +44,17 @@ def test_every_experiment_builds_a_training_config(params):
         cfg = train_config(params, train_overrides(params, exp), override_where=f"experiments.{name}")
         if exp.ldp_losses:
             assert cfg.loss.bwl > 0 and cfg.loss.bal > 0, name
+
+
+def test_run_names_are_short_and_unique(params, monkeypatch):
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    experiments = load_experiments(params)
+    names = {key: _run_name(exp, key) for key, exp in experiments.items()}
+    assert names["ldp-small"] == "ldp-small" and names["ldp-small-vitb16"] == "ldp-small-vitb16"
+    assert names["restormer-dp-plus"] == "restormer-dp-plus"
+    assert len(set(names.values())) == len(names)
+    monkeypatch.setenv("DVC_EXP_NAME", "lean-fish")
+    assert _run_name(experiments["nafnet-dp"], "nafnet-dp") == "nafnet-dp@lean-fish"
 
 
 def test_profiles_share_the_grid():

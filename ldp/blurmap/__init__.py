@@ -1,19 +1,34 @@
 """Blur maps for dual-pixel deblurring: CLIP (released LDP scripts, batched), classical DP and oracle estimators,
-accuracy against ground-truth defocus, and the on-disk format (docs/blurmaps.md)."""
+accuracy against ground-truth defocus, and the on-disk format (docs/blurmaps.md).
 
-from ldp.blurmap.accuracy import score_blurmap
-from ldp.blurmap.classical import classical_blurmap, dp_disparity
-from ldp.blurmap.clip_estimator import ClipBlurEstimator, clip_preprocess
-from ldp.blurmap.common import BlurMapError
-from ldp.blurmap.estimate import BlurMapConfig, BlurMapper, estimate_blurmaps
-from ldp.blurmap.io import load_blurmap, read_blurmap, read_meta, save_blurmap
-from ldp.blurmap.oracle import oracle_blurmap
-from ldp.blurmap.prompts import PROMPT_FORMATS, PromptFormat, get_prompt_format
-from ldp.blurmap.weights import CLIP_MODELS, ClipWeightsError, LoadedClip, load_clip
+The names below are imported on first use, so ``import ldp.blurmap.io`` (every train and evaluate stage) does not
+pay for scipy or the CLIP code.
+"""
 
-__all__ = [
-    "CLIP_MODELS", "PROMPT_FORMATS", "BlurMapConfig", "BlurMapError", "BlurMapper", "ClipBlurEstimator",
-    "ClipWeightsError", "LoadedClip", "PromptFormat", "classical_blurmap", "clip_preprocess", "dp_disparity",
-    "estimate_blurmaps", "get_prompt_format", "load_blurmap", "load_clip", "oracle_blurmap", "read_blurmap",
-    "read_meta", "save_blurmap", "score_blurmap",
-]
+import importlib
+
+_EXPORTS = {
+    "score_blurmap": "accuracy",
+    "classical_blurmap": "classical", "dp_disparity": "classical",
+    "ClipBlurEstimator": "clip_estimator", "clip_preprocess": "clip_estimator",
+    "BlurMapError": "common",
+    "BlurMapConfig": "estimate", "BlurMapper": "estimate", "estimate_blurmaps": "estimate",
+    "load_blurmap": "io", "read_blurmap": "io", "read_meta": "io", "save_blurmap": "io",
+    "oracle_blurmap": "oracle",
+    "PROMPT_FORMATS": "prompts", "PromptFormat": "prompts", "get_prompt_format": "prompts",
+    "CLIP_MODELS": "weights", "ClipWeightsError": "weights", "LoadedClip": "weights", "load_clip": "weights",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ldp.blurmap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ldp.blurmap.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
