@@ -1,10 +1,13 @@
 """End to end through DVC, on a tiny copy of the repo: one new file in baselines/ plus one params entry puts a
 toy baseline in the grid, the tables and the rendered notebooks; a second `dvc repro` is a no-op; changing one
-experiment's params re-runs only its own stages."""
+experiment's params re-runs only its own stages; `dvc exp run -S`, `dvc exp run --queue` and `dvc queue start -j 2`
+work, and their MLflow runs (default store: the repo's mlflow.db, also from DVC's temporary copies) carry the
+DVC experiment name."""
 
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +18,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-COPY = ["ldp", "baselines", "pipelines", "notebooks", "dvc.yaml", "pyproject.toml", ".dvcignore", "results/README.md"]
+COPY = ["ldp", "baselines", "pipelines", "notebooks", "dvc.yaml", "pyproject.toml", ".dvcignore", ".gitignore",
+        "results/README.md"]
 
 TOY_BASELINE = '''"""A toy DP baseline: one 3x3 conv on the DP pair, added to the mean of the two views."""
 import torch
@@ -70,8 +74,10 @@ def _run(args, cwd, env):
     return res.stdout
 
 
-@pytest.mark.slow
-def test_toy_baseline_flows_through_the_whole_pipeline(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    """A git + DVC repo with the toy baseline, after one `dvc repro`: ``(work, env, dvc)``."""
+    tmp_path = tmp_path_factory.mktemp("e2e")
     work = tmp_path / "repo"
     work.mkdir()
     for item in COPY:
@@ -84,15 +90,23 @@ def test_toy_baseline_flows_through_the_whole_pipeline(tmp_path):
             shutil.copy2(src, dst)
     (work / "baselines" / "toy_net.py").write_text(TOY_BASELINE)  # the one new file
     (work / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(work),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME")}
+    env.update({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+                "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(work)})
     dvc = str(Path(sys.executable).parent / "dvc")
     _run(["git", "init", "-q"], work, env)
+    _run(["git", "config", "user.name", "ldp-bench test"], work, env)  # what `make repro-env` sets up
+    _run(["git", "config", "user.email", "test@localhost"], work, env)
     _run([dvc, "init", "-q"], work, env)
     _run([dvc, "config", "core.analytics", "false"], work, env)
 
     _run([dvc, "repro"], work, env)
+    return work, env, dvc
+
+
+@pytest.mark.slow
+def test_toy_baseline_flows_through_the_whole_pipeline(tiny_repo):
+    work, env, dvc = tiny_repo
 
     main = pd.read_csv(work / "results" / "tables" / "main.csv")
     assert set(main["experiment"]) == {"toy-net", "ldp-tiny"}
@@ -116,9 +130,52 @@ def test_toy_baseline_flows_through_the_whole_pipeline(tmp_path):
     print(f"second dvc repro: {time.perf_counter() - t0:.1f} s")
     assert "Running stage" not in out
 
-    params = yaml.safe_load((work / "params.yaml").read_text())
+    original = (work / "params.yaml").read_text()
+    params = yaml.safe_load(original)
     params["experiments"]["toy-net"]["train"] = {"iters": 4}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = _run([dvc, "status"], work, env)
+    (work / "params.yaml").write_text(original)
     assert "train@toy-net" in status
     assert "train@ldp-tiny" not in status and "evaluate@ldp-tiny" not in status and "blurmaps@" not in status
+
+
+def _mlflow_runs(db: Path) -> list[tuple[str, str]]:
+    """(run name, DVC_EXP_NAME tag) of every run in a sqlite MLflow store, read with sqlite3 (no server)."""
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT runs.name, tags.value FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+                           "WHERE tags.key = 'DVC_EXP_NAME'").fetchall()
+
+
+@pytest.mark.slow
+def test_dvc_experiments_and_queue_are_tracked_under_their_names(tiny_repo):
+    work, env, dvc = tiny_repo
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "commit", "-q", "-m", "baseline"], work, env)
+    db = work / "mlflow.db"
+    assert {tag for _, tag in _mlflow_runs(db)} == {""}  # plain `dvc repro`: no DVC experiment
+
+    out = _run([dvc, "exp", "run", "-S", "experiments.toy-net.train.iters=4", "-n", "toy-iters4"], work, env)
+    assert "train@toy-net" in out and "train@ldp-tiny" not in out
+    _run(["git", "checkout", "--", "."], work, env)  # back to the baseline params for the queued runs
+    for iters in (5, 6):
+        _run([dvc, "exp", "run", "--queue", "-S", f"experiments.toy-net.train.iters={iters}", "-n",
+              f"toy-iters{iters}"], work, env)
+    _run([dvc, "queue", "start", "-j", "2"], work, env)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = _run([dvc, "queue", "status"], work, env)
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    _run([dvc, "queue", "stop", "--kill"], work, env)
+    assert "Failed" not in status, status + _run([dvc, "queue", "logs", "toy-iters5"], work, env)
+    shown = _run([dvc, "exp", "show", "--no-pager", "--csv"], work, env)
+    for name in ("toy-iters4", "toy-iters5", "toy-iters6"):
+        assert name in shown, shown
+
+    runs = _mlflow_runs(db)  # the queued runs ran in .dvc/tmp/exps copies and still logged here
+    for name in ("toy-iters4", "toy-iters5", "toy-iters6"):
+        tagged = {run for run, tag in runs if tag == name}
+        assert {"toy-net@" + name} <= tagged, runs  # train and evaluate runs of the changed experiment
+        assert not any(run.startswith("ldp-tiny") for run in tagged), tagged  # untouched experiment: not re-run
