@@ -6,7 +6,9 @@ resolution, output clamped to [0, 1], per-image PSNR (peak 1, float), skimage-id
 bootstrap 95 % confidence intervals.
 
 Outputs of :func:`evaluate` in ``out_dir`` (each written atomically):
-``per_image.csv``, ``metrics.json`` and ``samples/<scene>.png`` (16-bit restorations).
+``per_image.csv``, ``metrics.json`` (everything, CIs and provenance included), ``scores.json`` (the subset means
+only: what ``dvc metrics show/diff`` and ``dvc exp show`` compare) and ``samples/<scene>.png`` (16-bit
+restorations).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ldp.registry import build_model, get_spec
 
 PER_IMAGE_CSV = "per_image.csv"
 METRICS_JSON = "metrics.json"
+SCORES_JSON = "scores.json"
 SAMPLES_DIR = "samples"
 SUBSETS = ("all", "indoor", "outdoor")
 CSV_COLUMNS = ("scene", "category", "psnr", "ssim", "mae", "rmse", "lpips")
@@ -445,7 +448,19 @@ def evaluate(
     }
     summary = _json_clean(summary)
     atomic_write_json(out_dir / METRICS_JSON, summary)
+    atomic_write_json(out_dir / SCORES_JSON, scores(summary))
     return EvalResult(per_image=per_image, summary=summary, out_dir=out_dir)
+
+
+def scores(summary: Mapping[str, Any]) -> dict[str, dict[str, float | int]]:
+    """``{subset: {metric: mean, "n_images": n}}``: the numbers of ``metrics.json`` that DVC compares."""
+    out: dict[str, dict[str, float | int]] = {}
+    for subset, entry in summary["metrics"].items():
+        if not entry.get("n_images"):
+            continue
+        row: dict[str, float | int] = {m: entry[m]["mean"] for m in METRIC_NAMES if entry[m]["mean"] is not None}
+        out[subset] = {**row, "n_images": entry["n_images"]}
+    return out
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:

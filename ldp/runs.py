@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,9 @@ from ldp.experiments import (
     load_experiments,
     train_overrides,
 )
+from ldp.fsutil import atomic_dir, atomic_write_json
 
-TRAIN_LOGS = ("train_log.csv", "val_log.csv", "train_summary.json")
+TRAIN_LOGS = ("train_log.csv", "val_log.csv")
 
 
 @dataclass(frozen=True)
@@ -75,16 +75,22 @@ def train_experiment(params: dict, name: str, layout: Layout = Layout()) -> dict
                  out_dir=out, enabled=section(params, "mlflow", MlflowConfig).enabled) as tracker:
         summary = train(cfg, exp.model, layout.dataset, out, blurmap_dir=layout.blurmaps / exp.blurmap,
                         tracker=tracker, resume=interrupted_run(out, cfg, exp.model))
-    logs = layout.results / "training" / name
-    if logs.exists():
-        shutil.rmtree(logs)
-    logs.mkdir(parents=True)
-    for fname in TRAIN_LOGS:
-        if (out / fname).is_file():
-            shutil.copy2(out / fname, logs / fname)
     summary = {**summary, "experiment": name, "clip_weights_kinds": clip_weights_kinds(params, exp)}
-    (logs / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    with atomic_dir(layout.results / "training" / name) as logs:
+        for fname in TRAIN_LOGS:
+            if (out / fname).is_file():
+                shutil.copy2(out / fname, logs / fname)
+        atomic_write_json(logs / "train_summary.json", summary, default=str)
+        atomic_write_json(logs / "scores.json", train_scores(summary))
     return summary
+
+
+def train_scores(summary: dict[str, Any]) -> dict[str, float | int]:
+    """The numbers of ``train_summary.json`` that DVC compares: last validation PSNR and loss, last training loss."""
+    val, final = summary.get("val_last") or {}, summary.get("final_train") or {}
+    out = {"val_psnr": val.get("psnr"), "val_loss": val.get("loss"), "train_loss": final.get("total"),
+           "iterations": summary.get("iterations")}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def load_trained_model(params: dict, name: str, layout: Layout = Layout()):

@@ -118,6 +118,12 @@ def test_toy_baseline_flows_through_the_whole_pipeline(tiny_repo):
         ldp_row["psnr"] - 26.9)
     metrics = json.loads((work / "results" / "eval" / "toy-net" / "metrics.json").read_text())
     assert metrics["protocol"] == "dpdd16-restormer-v1" and metrics["n_images"] == 2
+    scores = json.loads((work / "results" / "eval" / "toy-net" / "scores.json").read_text())
+    assert scores["all"]["psnr"] == pytest.approx(metrics["metrics"]["all"]["psnr"]["mean"])
+    shown = json.loads(_run([dvc, "metrics", "show", "--json"], work, env))  # what `dvc metrics show` tabulates
+    shown_files = next(iter(shown.values()))["data"]
+    assert shown_files["results/eval/toy-net/scores.json"]["data"] == scores
+    assert "val_psnr" in shown_files["results/training/toy-net/scores.json"]["data"]
     complexity = json.loads((work / "results" / "complexity.json").read_text())
     assert "toy-net" in complexity["models"]
     html = (work / "results" / "report" / "01-main-table.html").read_text()
@@ -155,11 +161,11 @@ def test_dvc_experiments_and_queue_are_tracked_under_their_names(tiny_repo):
     db = work / "mlflow.db"
     assert {tag for _, tag in _mlflow_runs(db)} == {""}  # plain `dvc repro`: no DVC experiment
 
-    out = _run([dvc, "exp", "run", "-S", "experiments.toy-net.train.iters=4", "-n", "toy-iters4"], work, env)
-    assert "train@toy-net" in out and "train@ldp-tiny" not in out
+    out = _run([dvc, "exp", "run", "-S", "+experiments.toy-net.train.iters=4", "-n", "toy-iters4"], work, env)
+    assert "Running stage 'train@toy-net'" in out and "Running stage 'train@ldp-tiny'" not in out
     _run(["git", "checkout", "--", "."], work, env)  # back to the baseline params for the queued runs
     for iters in (5, 6):
-        _run([dvc, "exp", "run", "--queue", "-S", f"experiments.toy-net.train.iters={iters}", "-n",
+        _run([dvc, "exp", "run", "--queue", "-S", f"+experiments.toy-net.train.iters={iters}", "-n",
               f"toy-iters{iters}"], work, env)
     _run([dvc, "queue", "start", "-j", "2"], work, env)
     deadline = time.monotonic() + 600
