@@ -90,7 +90,9 @@ def tiny_repo(tmp_path_factory):
             shutil.copy2(src, dst)
     (work / "baselines" / "toy_net.py").write_text(TOY_BASELINE)  # the one new file
     (work / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME")}
+    # as on a user's machine: default MLflow store, and Python writing __pycache__ into the code deps
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME", "PYTHONDONTWRITEBYTECODE")}
     env.update({"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
                 "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(work)})
     dvc = str(Path(sys.executable).parent / "dvc")
