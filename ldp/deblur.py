@@ -85,14 +85,14 @@ def deblur_pair(
             blurmap_info = {"source": "estimated", "estimator": meta.get("estimator"),
                             "clip_model": meta.get("clip_model"), "weights_kind": meta.get("weights_kind")}
         elif isinstance(blurmap, (str, Path)):
-            path = Path(blurmap)
-            if not path.is_file():
-                raise DeblurError(f"{path}: blur map not found")
+            from ldp.blurmap.common import BlurMapError
+            from ldp.blurmap.io import load_npy_map
+
+            blurmap_info = {"source": str(blurmap)}
             try:
-                blurmap = np.load(path, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                raise DeblurError(f"{path}: cannot read blur map (.npy expected): {exc}") from exc
-            blurmap_info = {"source": str(path)}
+                blurmap = load_npy_map(blurmap)
+            except BlurMapError as exc:
+                raise DeblurError(str(exc)) from exc
         else:
             blurmap_info = {"source": "given"}
         bmap = _blurmap_at(blurmap, (h, w), bcfg.patch_size, dev)

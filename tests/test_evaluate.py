@@ -231,6 +231,11 @@ def test_deblur_pair_writes_16bit_png(tiny_dataset, tmp_path):
     deblur_pair(left, right, out, "test-eval-blurmap", None, blurmap=grid, device="cpu",
                 blurmap_cfg=BlurMapConfig(patch_size=10))
     assert np.abs(read_image(out) - np.clip(want + 0.1, 0, 1)).max() <= 1 / 65535 + 1e-6
+    (tmp_path / "corrupt.npy").write_text("not numpy")
+    for bad, message in ((tmp_path / "absent.npy", "absent.npy: blur map not found"),
+                         (tmp_path / "corrupt.npy", r"corrupt.npy: cannot read blur map \(.npy expected\)")):
+        with pytest.raises(DeblurError, match=message):
+            deblur_pair(left, right, out, "test-eval-blurmap", None, blurmap=bad, device="cpu")
     rec = deblur_pair(left, right, out, "test-eval-blurmap", None, device="cpu",
                       blurmap_cfg=BlurMapConfig(estimator="classical", patch_size=10, max_disparity=2))
     assert rec["blurmap"]["source"] == "estimated" and rec["blurmap"]["estimator"] == "classical"

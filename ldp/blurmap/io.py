@@ -48,15 +48,21 @@ def read_meta(map_dir: str | Path) -> dict:
         raise BlurMapError(f"{path}: not valid JSON: {exc}") from exc
 
 
+def load_npy_map(path: str | Path, what: str = "blur map") -> np.ndarray:
+    """A map saved with ``np.save`` (no pickles); :class:`BlurMapError` names the file if missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise BlurMapError(f"{path}: {what} not found")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BlurMapError(f"{path}: cannot read {what} (.npy expected): {exc}") from exc
+
+
 def read_blurmap(map_dir: str | Path, scene: str) -> np.ndarray:
     """The stored patch-grid map (gh×gw float32)."""
     path = Path(map_dir) / f"{scene}.npy"
-    if not path.is_file():
-        raise BlurMapError(f"{path}: blur map for scene {scene!r} not found")
-    try:
-        arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise BlurMapError(f"{path}: cannot read blur map: {exc}") from exc
+    arr = load_npy_map(path, f"blur map for scene {scene!r}")
     if arr.ndim != 2 or not np.isfinite(arr).all():
         raise BlurMapError(f"{path}: expected a finite 2-D float map, got shape {arr.shape}")
     return arr.astype(np.float32)
