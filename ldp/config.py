@@ -141,3 +141,30 @@ def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
+
+
+def merge_overrides(cls: type, base: Mapping[str, Any], override: Mapping[str, Any] | None, where: str) -> dict:
+    """Deep-merge ``override`` onto ``base`` for dataclass ``cls``; an unknown key raises :class:`ConfigError`.
+
+    Nested dataclass sections merge key by key; every other value (including dicts such as
+    ``model_overrides``) is replaced whole. ``where`` is the override's location, e.g.
+    ``params.yaml:experiments.x.train``.
+    """
+    if override is None:
+        return dict(base or {})
+    if not isinstance(override, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(override).__name__}")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    merged = dict(base or {})
+    for key, value in override.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(sorted(fields))})"
+            raise ConfigError(f"{where}.{key}: unknown key{hint}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+            merged[key] = merge_overrides(tp, merged.get(key) or {}, value, f"{where}.{key}")
+        else:
+            merged[key] = value
+    return merged
