@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from ldp.evaluate import resolve_device, restore
+from ldp.device import resolve_device
+from ldp.evaluate import restore
 from ldp.metrics import compute_metrics, load_lpips, mae, psnr, rmse, ssim
 from ldp.registry import build_model, get_spec
 

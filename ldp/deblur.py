@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ldp.evaluate import EvaluationError, prepare_model, resolve_device, restore, to_batch, to_image
+from ldp.device import resolve_device
+from ldp.evaluate import EvaluationError, prepare_model, restore, to_batch, to_image
 from ldp.imageio import read_image, write_image
 from ldp.registry import get_spec
 

@@ -1,4 +1,4 @@
-"""The evaluation protocol, the evaluation runner and paired-bootstrap confidence intervals.
+"""The evaluation protocol and the evaluation runner (bootstrap statistics: :mod:`ldp.stats`).
 
 Protocol ``dpdd16-restormer-v1`` (docs/metrics.md): 16-bit PNGs divided by 65535 (8-bit by 255), full
 resolution, output clamped to [0, 1], per-image PSNR (peak 1, float), skimage-identical SSIM, MAE, RMSE
@@ -14,11 +14,10 @@ restorations).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,12 +29,13 @@ from torch import nn
 from tqdm import tqdm
 
 from ldp.data.manifest import load_manifest, load_scene
-from ldp.fsutil import atomic_write, atomic_write_json, replace_dir, temp_dir_beside
+from ldp.device import resolve_device
+from ldp.fsutil import atomic_write, atomic_write_json, replace_dir, sha256_file, temp_dir_beside
 from ldp.imageio import write_image
 from ldp.metrics import METRIC_NAMES, compute_metrics, load_lpips
 from ldp.registry import build_model, get_spec
+from ldp.stats import PER_IMAGE_CSV, bootstrap_ci
 
-PER_IMAGE_CSV = "per_image.csv"
 METRICS_JSON = "metrics.json"
 SCORES_JSON = "scores.json"
 SAMPLES_DIR = "samples"
@@ -105,89 +105,7 @@ class EvalResult:
     out_dir: Path
 
 
-# ------------------------------------------------------------------------------------------- bootstrap
-
-
-def _resample_means(values: np.ndarray, n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n, len(values)))
-    return values[idx].mean(axis=1)
-
-
-def bootstrap_ci(values: Sequence[float], n: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean over images; ``(nan, nan)`` for empty or NaN input."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0 or not np.all(np.isfinite(arr)):
-        return math.nan, math.nan
-    if n <= 0:
-        raise EvaluationError("bootstrap resamples must be positive")
-    means = _resample_means(arr, n, seed)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
-
-
-def _as_table(per_image: pd.DataFrame | str | Path) -> pd.DataFrame:
-    if isinstance(per_image, (str, Path)):
-        path = Path(per_image)
-        if path.is_dir():
-            path = path / PER_IMAGE_CSV
-        if not path.is_file():
-            raise EvaluationError(f"{path}: per-image CSV not found")
-        return pd.read_csv(path, dtype={"scene": str, "category": str}, keep_default_na=True)
-    return per_image
-
-
-def paired_bootstrap_diff(
-    per_image_a: pd.DataFrame | str | Path,
-    per_image_b: pd.DataFrame | str | Path,
-    metric: str = "psnr",
-    n: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, Any]:
-    """CI of mean(a - b) for ``metric`` over the images both runs share, resampling images jointly.
-
-    Inputs are per-image tables (or their CSV paths / run folders) with a ``scene`` column. The two runs must
-    cover the same scenes. Identical runs give ``mean_diff = ci_low = ci_high = 0``.
-    """
-    a, b = _as_table(per_image_a), _as_table(per_image_b)
-    for name, table in (("a", a), ("b", b)):
-        if "scene" not in table.columns or metric not in table.columns:
-            raise EvaluationError(f"run {name}: per-image table needs columns 'scene' and {metric!r}")
-    if set(a["scene"]) != set(b["scene"]) or len(a) != len(b):
-        only_a = sorted(set(a["scene"]) - set(b["scene"]))[:5]
-        only_b = sorted(set(b["scene"]) - set(a["scene"]))[:5]
-        raise EvaluationError(f"runs cover different images (only in a: {only_a}, only in b: {only_b})")
-    merged = a[["scene", metric]].merge(b[["scene", metric]], on="scene", suffixes=("_a", "_b"))
-    diff = (merged[f"{metric}_a"] - merged[f"{metric}_b"]).to_numpy(dtype=np.float64)
-    lo, hi = bootstrap_ci(diff, n=n, seed=seed, level=level)
-    finite = diff.size > 0 and bool(np.all(np.isfinite(diff)))
-    if finite:
-        means = _resample_means(diff, n, seed)
-        frac_a_better = float(np.mean(means > 0)) if metric in ("psnr", "ssim") else float(np.mean(means < 0))
-    return {
-        "metric": metric,
-        "n_images": int(diff.size),
-        "mean_diff": float(diff.mean()) if finite else None,
-        "ci_low": lo if finite else None,
-        "ci_high": hi if finite else None,
-        "level": level,
-        "resamples": n,
-        "seed": seed,
-        "frac_resamples_a_better": frac_a_better if finite else None,
-    }
-
-
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _json_clean(obj: Any) -> Any:
@@ -201,15 +119,6 @@ def _json_clean(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EvaluationError(f"params.yaml:evaluate.device: {device!r} requested but CUDA is not available")
-    return dev
 
 
 def _sync(device: torch.device) -> None:
@@ -235,7 +144,7 @@ def weights_record(weights: str | Path | None) -> dict[str, Any] | str:
 
 
 def prepare_model(
-    model_name: str, weights: str | Path | None, device: torch.device, seed: int = 0, weights_key: str | None = None
+    model_name: str, weights: str | Path | None, device: torch.device, seed: int = 0
 ) -> nn.Module:
     """Build a registered model and load weights safely (``weights_only=True``); random init when None."""
     torch.manual_seed(seed)
@@ -245,7 +154,7 @@ def prepare_model(
 
         if not Path(weights).is_file():
             raise EvaluationError(f"{weights}: weights file not found")
-        load_weights(model, weights, strict=True, key=weights_key)
+        load_weights(model, weights, strict=True)
     return model.to(device).eval()
 
 
@@ -323,14 +232,15 @@ def evaluate(
     cfg: EvalConfig | None = None,
     *,
     model: nn.Module | None = None,
-    weights_key: str | None = None,
     data_source: str | None = None,
+    experiment: Mapping[str, Any] | None = None,
     quiet: bool = False,
 ) -> EvalResult:
     """Evaluate ``model_name`` on a dataset split under ``cfg.protocol`` and write the results to ``out_dir``.
 
     ``weights=None`` evaluates a random init (recorded as ``"random-init"``); ``model`` passes an already
     built network (e.g. right after training) instead of building one. ``split`` overrides ``cfg.split``.
+    ``experiment`` (a resolved experiment as JSON) is recorded in ``metrics.json``.
     Models with input kind ``dp+blurmap`` read their blur maps from ``blurmap_dir`` (the blur-map stage).
     """
     cfg = cfg or EvalConfig()
@@ -338,7 +248,7 @@ def evaluate(
     split = split or cfg.split
     root = Path(dataset_root)
     out_dir = Path(out_dir)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "evaluate.device")
     spec = get_spec(model_name)
 
     table = load_manifest(root, split)
@@ -367,7 +277,7 @@ def evaluate(
 
     mode = spec.inference if cfg.tiling == "auto" else cfg.tiling
     if model is None:
-        model = prepare_model(model_name, weights, device, seed=cfg.seed, weights_key=weights_key)
+        model = prepare_model(model_name, weights, device, seed=cfg.seed)
     else:
         model = model.to(device).eval()
     lpips_model, lpips_reason = load_lpips(device) if cfg.lpips else (None, "disabled (evaluate.lpips: false)")
@@ -439,6 +349,7 @@ def evaluate(
         "n_images": len(per_image),
         "metrics": summarize(per_image, cfg.bootstrap, cfg.seed),
         "bootstrap": {"resamples": cfg.bootstrap, "seed": cfg.seed, "level": 0.95, "method": "percentile"},
+        "experiment": dict(experiment) if experiment is not None else None,
         "timing_s": {
             "model": model_s,
             "metrics": metric_s,

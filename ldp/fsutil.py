@@ -1,4 +1,5 @@
 """Atomic file and folder writes: build beside the target, then ``os.replace`` (never half-written output).
+Also the one file hash of the suite (:func:`sha256_file`).
 
 Files and folders get the permissions a plain ``open``/``mkdir`` would give (0o666/0o777 minus the umask),
 not the owner-only 0o600/0o700 of ``mkstemp``/``mkdtemp``.
@@ -6,6 +7,7 @@ not the owner-only 0o600/0o700 of ``mkstemp``/``mkdtemp``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +31,7 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+HASH_CHUNK = 1 << 20
 FILE_MODE = 0o666 & ~_UMASK
 DIR_MODE = 0o777 & ~_UMASK
 
@@ -115,3 +118,12 @@ def atomic_dir(final: str | Path, tag: str = "tmp") -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(HASH_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()

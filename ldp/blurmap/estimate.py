@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ldp.blurmap.classical import classical_blurmap
@@ -17,6 +16,7 @@ from ldp.blurmap.io import save_blurmap, write_meta
 from ldp.blurmap.oracle import oracle_blurmap
 from ldp.blurmap.weights import load_clip
 from ldp.data.manifest import load_manifest, load_scene
+from ldp.device import resolve_device
 from ldp.fsutil import atomic_dir
 
 
@@ -39,12 +39,6 @@ class BlurMapConfig:
     split: str | None = None  # None: every scene of the manifest
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class BlurMapper:
     """Maps one scene (dict of H×W×3 arrays from ``load_scene``) to a gh×gw float32 map."""
 
@@ -52,7 +46,7 @@ class BlurMapper:
         self.cfg = cfg
         self.clip: ClipBlurEstimator | None = None
         if cfg.estimator == "clip":
-            loaded = load_clip(cfg.clip_model, cfg.weights, resolve_device(cfg.device), cfg.seed)
+            loaded = load_clip(cfg.clip_model, cfg.weights, resolve_device(cfg.device, "blur-map device"), cfg.seed)
             self.clip = ClipBlurEstimator(loaded, cfg.prompt_format, cfg.patch_size, cfg.thresholds,
                                           cfg.truncate, cfg.batch_size)
 

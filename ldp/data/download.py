@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -29,7 +28,7 @@ from pathlib import Path, PurePosixPath
 import pooch
 from tqdm import tqdm
 
-from ldp.fsutil import atomic_write_json, temp_dir_beside
+from ldp.fsutil import atomic_write_json, sha256_file, temp_dir_beside
 
 CHECKSUMS_NAME = "checksums.json"
 _CHUNK = 1 << 20
@@ -57,14 +56,6 @@ class RemoteFile:
     sha256: str = ""
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class ResumableDownloader:
     """A pooch downloader (``downloader(url, output_file, pooch)``) that resumes a ``.part`` file.
 
@@ -89,7 +80,7 @@ class ResumableDownloader:
         if check_only:
             return self._reachable(url)
         self.download(url)
-        self.last_sha256 = sha256_of(self.part_path)
+        self.last_sha256 = sha256_file(self.part_path)
         os.replace(self.part_path, output_file)
         return None
 
@@ -231,7 +222,7 @@ def fetch(remote: RemoteFile, folder: str | Path, progress: bool = True, supply_
     where = "pinned in ldp-bench" if remote.sha256 else f"recorded in {folder / CHECKSUMS_NAME}"
 
     if target.is_file():
-        actual = sha256_of(target)
+        actual = sha256_file(target)
         if expected and actual != expected:
             raise _mismatch(target, expected, actual, where)
         if not expected:
@@ -250,7 +241,7 @@ def fetch(remote: RemoteFile, folder: str | Path, progress: bool = True, supply_
             errors.append(str(exc))
             continue
         if not expected:
-            _record_unpinned(folder, remote.name, sha256_of(target))
+            _record_unpinned(folder, remote.name, sha256_file(target))
         return target
     hint = supply_hint or f"put the file at {target}"
     raise DownloadError(
