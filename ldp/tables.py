@@ -1,28 +1,67 @@
 """Build the paper's tables from the evaluation outputs: the paper's number, ours, the difference and a 95 % CI.
 
-Rows that rest on random CLIP weights, smoke schedules or non-DPDD data carry labels that say so.
+Rows that rest on random CLIP weights, smoke schedules, untrained weights or non-DPDD data carry labels that say so
+(docs/metrics.md, "Table labels").
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
+from ldp.config import ConfigError
+from ldp.evaluate import METRICS_JSON, RANDOM_INIT
 from ldp.experiments import TABLES, ExperimentConfig
 from ldp.fsutil import atomic_dir
 from ldp.paper_results import paper_row
 
 METRICS = ("psnr", "ssim", "mae", "rmse", "lpips")
+PAPER_METRICS = ("psnr", "ssim", "mae", "rmse")
+SUBSETS = ("all", "indoor", "outdoor")
 METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mae": "MAE", "rmse": "MSE_rel (RMSE)", "lpips": "LPIPS"}
 DECIMALS = {"psnr": 2, "ssim": 3, "mae": 3, "rmse": 3, "lpips": 3}
+TABLES_MD = "tables.md"
+TRAIN_SUMMARY_JSON = "train_summary.json"
+UNTRAINED = "untrained (random init)"
 
 
-def row_labels(metrics: dict[str, Any], train_summary: dict[str, Any] | None, profile: str,
-               exp: ExperimentConfig) -> list[str]:
+@dataclass(frozen=True)
+class TablesConfig:
+    """params.yaml section ``tables``."""
+
+    profile: Literal["smoke", "paper"] = "smoke"
+
+
+def check_table_labels(experiments: Mapping[str, ExperimentConfig], where: str) -> None:
+    """Two rows of one table with the same label would read as one row printed twice: refuse them."""
+    for table in TABLES:
+        seen: dict[str, str] = {}
+        for name, exp in experiments.items():
+            if table not in exp.tables:
+                continue
+            label = row_label(name, exp)
+            if label in seen:
+                raise ConfigError(f"{where}:experiments.{name}.label: {label!r} is also the label of "
+                                  f"experiments.{seen[label]} in table {table!r}; give each row its own label")
+            seen[label] = name
+
+
+def row_label(name: str, exp: ExperimentConfig) -> str:
+    return exp.label or name
+
+
+def is_untrained(metrics: Mapping[str, Any]) -> bool:
+    """Evaluated on a random init (``weights`` is the string ``random-init``, not a file record)."""
+    return metrics.get("weights") == RANDOM_INIT
+
+
+def row_labels(metrics: Mapping[str, Any], train_summary: Mapping[str, Any] | None, profile: str) -> list[str]:
     """Why a row must not be read as a reproduction of the paper."""
     labels = []
     source = (metrics.get("data_source") or {}).get("name", "")
@@ -31,97 +70,109 @@ def row_labels(metrics: dict[str, Any], train_summary: dict[str, Any] | None, pr
     kinds = {metrics.get("clip_weights")} | set((train_summary or {}).get("clip_weights_kinds", []))
     if "random" in kinds:
         labels.append("random CLIP weights")
-    if profile != "paper":
+    if is_untrained(metrics):
+        labels.append(UNTRAINED)
+    elif profile != "paper":
         iters = (train_summary or {}).get("iterations")
         labels.append(f"smoke schedule ({iters} iters)" if iters else "smoke schedule")
-    weights = metrics.get("weights") or {}
-    if weights.get("kind") == "random-init" or weights.get("source") == "random-init":
-        labels.append("untrained (random init)")
     return labels
 
 
-def _stat(metrics: dict[str, Any], subset: str, metric: str) -> tuple[float, float, float]:
+def _stat(metrics: Mapping[str, Any], subset: str, metric: str) -> tuple[float, float, float]:
     entry = ((metrics.get("metrics") or {}).get(subset) or {}).get(metric) or {}
-    mean = entry.get("mean")
     ci = entry.get("ci95") or [None, None]
-    as_f = [math.nan if v is None else float(v) for v in (mean, *ci)]
-    return as_f[0], as_f[1], as_f[2]
+    mean, lo, hi = (math.nan if v is None else float(v) for v in (entry.get("mean"), *ci))
+    return mean, lo, hi
 
 
-def build_table(table: str, experiments: dict[str, ExperimentConfig], eval_dir: Path, train_dir: Path,
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: {what} not readable: {exc}") from exc
+
+
+def table_row(table: str, name: str, exp: ExperimentConfig, metrics: Mapping[str, Any],
+              train_summary: Mapping[str, Any] | None, profile: str) -> dict[str, Any]:
+    """One row of ``table``: the experiment's means and CIs, the paper's values and the differences."""
+    paper = paper_row(exp.tables[table])
+    row: dict[str, Any] = {
+        "experiment": name, "label": row_label(name, exp), "model": exp.model, "blurmap": exp.blurmap,
+        "ldp_losses": exp.ldp_losses, "n_images": metrics.get("n_images"),
+    }
+    for subset in SUBSETS:
+        suffix = "" if subset == "all" else f"_{subset}"
+        for metric in METRICS:
+            mean, lo, hi = _stat(metrics, subset, metric)
+            row[f"{metric}{suffix}"], row[f"{metric}{suffix}_ci_lo"], row[f"{metric}{suffix}_ci_hi"] = mean, lo, hi
+    for metric in PAPER_METRICS:
+        ref = getattr(paper, metric) if paper else None
+        row[f"paper_{metric}"] = math.nan if ref is None else ref
+        row[f"diff_{metric}"] = math.nan if ref is None else row[metric] - ref
+    for subset in ("indoor", "outdoor"):
+        ref = getattr(paper, f"psnr_{subset}") if paper else None
+        row[f"paper_psnr_{subset}"] = math.nan if ref is None else ref
+    row["paper_source"] = paper.source if paper else "not reported by the paper"
+    row["labels"] = "; ".join(row_labels(metrics, train_summary, profile))
+    return row
+
+
+def build_table(table: str, experiments: Mapping[str, ExperimentConfig], eval_dir: Path, train_dir: Path,
                 profile: str) -> pd.DataFrame:
+    """The rows of ``table``, one per experiment that lists it, in the order of ``experiments``."""
     rows = []
     for name, exp in experiments.items():
         if table not in exp.tables:
             continue
-        metrics_path = eval_dir / name / "metrics.json"
+        metrics_path = Path(eval_dir) / name / METRICS_JSON
         if not metrics_path.is_file():
             raise FileNotFoundError(f"{metrics_path}: evaluation output missing for experiment {name!r}")
-        metrics = json.loads(metrics_path.read_text())
-        summary_path = train_dir / name / "train_summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
-        paper = paper_row(exp.tables[table])
-        row: dict[str, Any] = {
-            "experiment": name, "label": exp.label or name, "model": exp.model, "blurmap": exp.blurmap,
-            "ldp_losses": exp.ldp_losses, "n_images": metrics.get("n_images"),
-        }
-        for subset in ("all", "indoor", "outdoor"):
-            for metric in METRICS:
-                mean, lo, hi = _stat(metrics, subset, metric)
-                sfx = "" if subset == "all" else f"_{subset}"
-                row[f"{metric}{sfx}"] = mean
-                row[f"{metric}{sfx}_ci_lo"] = lo
-                row[f"{metric}{sfx}_ci_hi"] = hi
-        for metric in ("psnr", "ssim", "mae", "rmse"):
-            ref = getattr(paper, metric) if paper else None
-            row[f"paper_{metric}"] = math.nan if ref is None else ref
-            row[f"diff_{metric}"] = row[metric] - ref if ref is not None else math.nan
-        for subset in ("indoor", "outdoor"):
-            ref = getattr(paper, f"psnr_{subset}") if paper else None
-            row[f"paper_psnr_{subset}"] = math.nan if ref is None else ref
-        row["paper_source"] = paper.source if paper else "not reported by the paper"
-        row["labels"] = "; ".join(row_labels(metrics, summary, profile, exp))
-        rows.append(row)
+        summary_path = Path(train_dir) / name / TRAIN_SUMMARY_JSON
+        summary = _read_json(summary_path, "training summary") if summary_path.is_file() else None
+        rows.append(table_row(table, name, exp, _read_json(metrics_path, "evaluation output"), summary, profile))
     return pd.DataFrame(rows)
 
 
-def _fmt(v: float, metric: str) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{DECIMALS[metric]}f}"
+def _fmt(value: float, metric: str) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.{DECIMALS[metric]}f}"
+
+
+def _cell(text: Any) -> str:
+    """Text that stays inside one markdown table cell (no row break, no column break)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def to_markdown(table: str, df: pd.DataFrame) -> str:
+    """``table`` as a markdown section: one line per row of ``df`` (paper, ours [CI], Δ for each metric)."""
     lines = [f"## {TABLES[table]}", ""]
     if df.empty:
         return "\n".join(lines + ["(no rows)", ""])
     head = ["Row"]
-    for m in ("psnr", "ssim", "mae", "rmse"):
+    for m in PAPER_METRICS:
         head += [f"{METRIC_TITLES[m]} paper", "ours [95 % CI]", "Δ"]
     head.append("Labels")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in df.iterrows():
-        cells = [str(r["label"])]
-        for m in ("psnr", "ssim", "mae", "rmse"):
+    for r in df.to_dict("records"):
+        cells = [_cell(r["label"])]
+        for m in PAPER_METRICS:
             ours = f"{_fmt(r[m], m)} [{_fmt(r[m + '_ci_lo'], m)}, {_fmt(r[m + '_ci_hi'], m)}]"
             diff = r[f"diff_{m}"]
             cells += [_fmt(r[f"paper_{m}"], m), ours, "–" if math.isnan(diff) else f"{diff:+.{DECIMALS[m]}f}"]
-        cells.append(r["labels"] or "")
+        cells.append(_cell(r["labels"] or ""))
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("Paper values: " + "; ".join(sorted({f"{r['label']}: {r['paper_source']}" for _, r in df.iterrows()})))
-    lines.append("")
+    sources = sorted({f"{_cell(r['label'])}: {r['paper_source']}" for r in df.to_dict("records")})
+    lines += ["", "Paper values: " + "; ".join(sources), ""]
     return "\n".join(lines)
 
 
-def write_tables(experiments: dict[str, ExperimentConfig], eval_dir: Path, train_dir: Path, out_dir: Path,
+def write_tables(experiments: Mapping[str, ExperimentConfig], eval_dir: Path, train_dir: Path, out_dir: Path,
                  profile: str) -> dict[str, pd.DataFrame]:
-    """Write ``<out_dir>/<table>.csv`` and ``tables.md`` atomically (temp dir, then rename)."""
-    tables = {}
+    """Write ``<out_dir>/<table>.csv`` and ``tables.md`` from the same frames, atomically (temp dir, then rename)."""
+    tables = {table: build_table(table, experiments, eval_dir, train_dir, profile) for table in TABLES}
     md = ["# Tables", "", f"Profile: **{profile}**. How to read them: results/README.md.", ""]
     with atomic_dir(out_dir) as tmp:
-        for table in TABLES:
-            df = build_table(table, experiments, Path(eval_dir), Path(train_dir), profile)
-            tables[table] = df
+        for table, df in tables.items():
             df.to_csv(tmp / f"{table}.csv", index=False, float_format="%.6g")
             md.append(to_markdown(table, df))
-        (tmp / "tables.md").write_text("\n".join(md))
+        (tmp / TABLES_MD).write_text("\n".join(md))
     return tables

@@ -1,23 +1,35 @@
-"""Stage `tables`: the paper's tables (paper value, ours, difference, 95 % CI, labels) → results/tables/."""
+"""Stage `tables`: the paper's tables (paper value, ours, difference, 95 % CI, labels) → results/tables/.
+
+Reads params `experiments` (which rows go in which table) and `tables`."""
 
 from dataclasses import dataclass
-from typing import Literal
 
-from ldp.config import section
-from ldp.experiments import load_experiments
-from ldp.tables import write_tables
-from pipelines.common import RESULTS, run_stage
+from ldp.config import section, where_of
+from ldp.experiments import ExperimentConfig, load_experiments
+from ldp.runs import Layout
+from ldp.tables import TablesConfig, check_table_labels, write_tables
+from pipelines.common import run_stage
 
 
 @dataclass(frozen=True)
-class TablesConfig:
-    profile: Literal["smoke", "paper"] = "smoke"
+class TablesJob:
+    experiments: dict[str, ExperimentConfig]
+    tables: TablesConfig
+    layout: Layout = Layout()
 
 
-def main(params: dict, argv: list[str]) -> None:
-    cfg = section(params, "tables", TablesConfig)
-    write_tables(load_experiments(params), RESULTS / "eval", RESULTS / "training", RESULTS / "tables", cfg.profile)
+def configure(params, argv) -> TablesJob:
+    if argv:
+        raise ValueError("usage: python -m pipelines.tables [--params FILE]")
+    experiments = load_experiments(params)
+    check_table_labels(experiments, where_of(params))
+    return TablesJob(experiments, section(params, "tables", TablesConfig))
+
+
+def run(job: TablesJob) -> None:
+    results = job.layout.results
+    write_tables(job.experiments, results / "eval", results / "training", results / "tables", job.tables.profile)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(configure, run)
