@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED := 1
 # dvc.yaml runs `python -m pipelines.<stage>`: the venv comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install reproduce test lint bench repro-env paper
+.PHONY: install reproduce test test-fast lint bench repro-env paper
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ lint: install
 test: repro-env lint
 	$(BIN)/python -m pytest -q -ra
 
+# Everything but the end-to-end DVC tests (about a minute).
+test-fast: repro-env lint
+	$(BIN)/python -m pytest -q -ra -m "not e2e"
+
 bench: install
 	$(BIN)/python benchmarks/bench_loader.py
 	$(BIN)/python benchmarks/bench_models.py
@@ -50,6 +54,6 @@ bench: install
 	$(BIN)/python benchmarks/bench_eval.py
 
 # The paper profile (DPDD, OpenAI CLIP weights, paper-scale recipes; needs a GPU): docs/reproducing.md
+# It runs as the DVC experiment `paper` in a temp copy (--temp), its values set by -S; params.yaml is not rewritten.
 paper: repro-env
-	cp profiles/paper.yaml params.yaml
-	$(BIN)/dvc exp run -n paper
+	$(BIN)/ldp profile-overrides profiles/paper.yaml | xargs -d '\n' $(BIN)/dvc exp run --temp -n paper

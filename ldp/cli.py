@@ -1,4 +1,7 @@
-"""The ``ldp`` command: list-models, train, evaluate, deblur, complexity. The DVC stages call the same functions."""
+"""The ``ldp`` command: list-models, show-config, train, evaluate, deblur, complexity, profile-overrides.
+
+The DVC stages call the same functions. Bad input (a params key, a file, an argument) is one line on stderr and
+exit status 2 (:mod:`ldp.errors`)."""
 
 from __future__ import annotations
 
@@ -11,9 +14,15 @@ EXAMPLES = {
     "list-models": """examples:
   ldp list-models
   ldp list-models 'ldp-*'""",
+    "show-config": """examples:
+  ldp show-config ldp-small                # every resolved value and the params layer it came from
+  ldp show-config restormer-dp --params profiles/paper.yaml""",
+    "profile-overrides": """examples:
+  ldp profile-overrides profiles/paper.yaml   # the `dvc exp run -S` arguments that turn params.yaml into it""",
     "train": """examples:
   ldp train ldp-small                      # one experiment of params.yaml (what `dvc repro train@ldp-small` runs)
-  ldp train restormer-dp --params profiles/paper.yaml""",
+  ldp train restormer-dp --params profiles/paper.yaml
+  ldp train ldp-small --restart            # discard an interrupted run of another config and start anew""",
     "evaluate": """examples:
   ldp evaluate --model restormer-dp --weights dual_pixel_defocus_deblurring.pth --data data/dataset
   ldp evaluate --model ldp-small --weights checkpoints/ldp-small/model.pt --data data/dataset \\
@@ -39,9 +48,18 @@ def _parser() -> argparse.ArgumentParser:
     s = add("list-models", "List the registered networks.")
     s.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern (default: *)")
 
+    s = add("show-config", "Print an experiment as resolved from a params file, each value with its source.")
+    s.add_argument("experiment", help="a key under `experiments` in the params file")
+    s.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+
+    s = add("profile-overrides", "Print the `dvc exp run -S` overrides that turn params.yaml into a profile.")
+    s.add_argument("profile", help="a profile file (profiles/*.yaml, which extends params.yaml)")
+
     s = add("train", "Train one experiment of the grid in a params file.")
     s.add_argument("experiment", help="a key under `experiments` in the params file")
     s.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    s.add_argument("--restart", action="store_true",
+                   help="discard an interrupted run of another config (a finished run stays until the new one ends)")
 
     s = add("evaluate", "Evaluate weights under the dpdd16-restormer-v1 protocol.")
     s.add_argument("--experiment", help="evaluate an experiment of the params file (its trained weights)")
@@ -76,16 +94,13 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ldp.errors import run_guarded
+
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"ldp {args.command}: error: {msg}", file=sys.stderr)
-        return 1
+    return run_guarded(lambda: _run(args), f"ldp {args.command}")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> None:
     from ldp.config import load_params, section
 
     if args.command == "list-models":
@@ -93,22 +108,30 @@ def _run(args: argparse.Namespace) -> int:
 
         for name in list_models(args.pattern):
             spec = get_spec(name)
-            print(f"{name:20s} input={spec.input_kind:11s} inference={spec.inference:6s} "
-                  f"ldp_losses={'yes' if spec.ldp_losses else 'no':3s} {spec.description}")
-        return 0
-    if args.command == "train":
-        from ldp.runs import train_experiment
+            print(f"{name:20s} input={spec.input_kind:11s} inference={spec.inference:6s} {spec.description}")
+    elif args.command == "show-config":
+        from ldp.experiments import resolve
+        from ldp.runs import configure_evaluation
 
-        summary = train_experiment(load_params(args.params), args.experiment)
-        print(json.dumps(summary, indent=2, default=str))
-        return 0
-    if args.command == "evaluate":
+        params = load_params(args.params)
+        exp = resolve(params, args.experiment).for_evaluation(configure_evaluation(params, args.experiment).evaluate)
+        print(exp.describe(), end="")
+    elif args.command == "profile-overrides":
+        from ldp.config import profile_overrides
+
+        print("\n".join(profile_overrides(args.profile)))
+    elif args.command == "train":
+        from ldp.runs import configure_training, train_experiment
+
+        job = configure_training(load_params(args.params), args.experiment, restart=args.restart)
+        print(json.dumps(train_experiment(job), indent=2, default=str))
+    elif args.command == "evaluate":
         from ldp.evaluate import EvalConfig, evaluate, format_summary
 
         if args.experiment:
-            from ldp.runs import evaluate_experiment
+            from ldp.runs import configure_evaluation, evaluate_experiment
 
-            result = evaluate_experiment(load_params(args.params), args.experiment)
+            result = evaluate_experiment(configure_evaluation(load_params(args.params), args.experiment))
         else:
             if not args.model:
                 raise ValueError("give --model (and --weights), or --experiment")
@@ -116,19 +139,15 @@ def _run(args: argparse.Namespace) -> int:
             result = evaluate(args.model, args.weights, args.data, split=args.split, out_dir=args.out,
                               blurmap_dir=args.blurmap_dir, cfg=section(params, "evaluate", EvalConfig))
         print(format_summary(result.summary))
-        return 0
-    if args.command == "deblur":
+    elif args.command == "deblur":
         from ldp.deblur import deblur_pair
 
         record = deblur_pair(args.left, args.right, args.out, args.model, args.weights, blurmap=args.blurmap)
         print(json.dumps(record, indent=2, default=str))
-        return 0
-    if args.command == "complexity":
+    elif args.command == "complexity":
         from ldp.complexity import count_model
 
         print(json.dumps(count_model(args.model, _size(args.size)), indent=2, default=str))
-        return 0
-    raise ValueError(f"unknown command {args.command}")
 
 
 if __name__ == "__main__":

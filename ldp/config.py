@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -19,27 +21,117 @@ import yaml
 T = TypeVar("T")
 
 DEFAULT_PARAMS = Path("params.yaml")
+# Every top-level section a params file may have (each is read by the stages that declare it in dvc.yaml).
+TOP_LEVEL_KEYS = ("extends", "data", "blurmaps", "train", "ldp_losses", "recipes", "experiments", "evaluate",
+                  "complexity", "mlflow", "figures", "tables", "report")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-06`` as a float as YAML 1.2 does (PyYAML wants ``1.0e-06``; DVC's
+    ``exp run -S`` writes the short form)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
 
 
 class ConfigError(ValueError):
     """A params file or section is malformed; the message names the file and key."""
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+class Params(dict):
+    """A loaded params file: a plain dict that remembers its file, so that every error names the file given."""
+
+    def __init__(self, data: Mapping[str, Any] | None = None, source: str | Path = DEFAULT_PARAMS):
+        super().__init__(data or {})
+        self.source = str(source)
+
+
+def where_of(params: Mapping[str, Any]) -> str:
+    """The params file behind ``params`` (``params.yaml`` for a plain dict)."""
+    return getattr(params, "source", str(DEFAULT_PARAMS))
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_Loader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return data
+    unknown = [k for k in data if k not in TOP_LEVEL_KEYS]
+    if unknown:
+        key = str(unknown[0])
+        close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(TOP_LEVEL_KEYS)})"
+        raise ConfigError(f"{path}:{key}: unknown top-level key{hint}")
+    if "extends" in data:
+        base = path.parent / str(data.pop("extends"))
+        if base.resolve() == path.resolve():
+            raise ConfigError(f"{path}:extends: a params file cannot extend itself")
+        data = overlay(dict(load_params(base)), data)
+    return Params(data, path)
 
 
-def section(params: Mapping[str, Any], key: str, cls: type[T], where: str = "params.yaml") -> T:
+def overlay(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` deep-merged on: mappings merge key by key, other values replace, ``null`` deletes."""
+    out = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = overlay(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def profile_overrides(profile: str | Path) -> list[str]:
+    """The Hydra-style ``-S`` arguments of ``dvc exp run`` that turn the profile's base file into the profile.
+
+    A profile (``profiles/paper.yaml``) holds only what differs from the file it ``extends``; ``make paper`` runs the
+    paper profile as a DVC experiment with these overrides, so the tracked ``params.yaml`` is never rewritten.
+    """
+    path = Path(profile)
+    raw = yaml.load(path.read_text(), Loader=_Loader) if path.is_file() else None
+    if not isinstance(raw, dict) or "extends" not in raw:
+        raise ConfigError(f"{path}: not a profile (a params file with an `extends:` key)")
+    base = dict(load_params(path.parent / str(raw.pop("extends"))))
+    args: list[str] = []
+
+    def walk(node: Mapping[str, Any], old: Any, prefix: str) -> None:
+        for key, value in node.items():
+            dotted, before = f"{prefix}{key}", old.get(key) if isinstance(old, Mapping) else None
+            exists = isinstance(old, Mapping) and key in old
+            if value is None:
+                if exists:
+                    args.extend(["-S", f"~{dotted}"])
+            elif isinstance(value, Mapping) and isinstance(before, Mapping):
+                walk(value, before, dotted + ".")
+            elif value != before or not exists:
+                args.extend(["-S", f"{'' if exists else '+'}{dotted}={_hydra_value(value)}"])
+
+    walk(raw, base, "")
+    return args
+
+
+def _hydra_value(value: Any) -> str:
+    """``value`` in Hydra's override grammar (what ``dvc exp run -S`` parses)."""
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return "null" if value is None else json.dumps(value)
+
+
+def section(params: Mapping[str, Any], key: str, cls: type[T], where: str | None = None) -> T:
     """Build ``cls`` from ``params[key]``; a missing section gives the dataclass defaults."""
+    where = where or where_of(params)
     dotted = key.split(".")
     node: Any = params
     for part in dotted:

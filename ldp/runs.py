@@ -1,20 +1,21 @@
-"""Train or evaluate one experiment of the grid, as the DVC stages and ``ldp train`` / ``ldp evaluate`` do."""
+"""Train or evaluate one experiment of the grid, as the DVC stages and ``ldp train`` / ``ldp evaluate`` do.
+
+``configure_*`` read and check every param a job needs (touching no file); the job functions then run it. Training
+writes the resolved experiment as ``checkpoints/<name>/config.json``; evaluation and figures rebuild the network from
+that file (:func:`load_trained`), never from the current params.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ldp.config import section
-from ldp.experiments import (
-    ExperimentConfig,
-    clip_weights_kinds,
-    import_model_module,
-    load_experiments,
-    train_overrides,
-)
+from ldp.experiments import CONFIG_JSON, ResolvedExperiment, read_resolved, resolve
 from ldp.fsutil import atomic_dir, atomic_write_json
 
 TRAIN_LOGS = ("train_log.csv", "val_log.csv")
@@ -37,47 +38,88 @@ class Layout:
     results: Path = Path("results")
 
 
-def get_experiment(params: dict, name: str) -> ExperimentConfig:
-    experiments = load_experiments(params)
-    if name not in experiments:
-        raise KeyError(f"params.yaml:experiments.{name}: no such experiment (known: {', '.join(experiments)})")
-    exp = experiments[name]
-    import_model_module(exp)
-    return exp
+@dataclass(frozen=True)
+class TrainJob:
+    experiment: ResolvedExperiment
+    mlflow: MlflowConfig
+    layout: Layout
+    restart: bool = False
 
 
-def _tags(params: dict, exp: ExperimentConfig, name: str, stage: str, **extra: Any) -> dict[str, str]:
+@dataclass(frozen=True)
+class EvalJob:
+    name: str
+    evaluate: Any  # ldp.evaluate.EvalConfig
+    mlflow: MlflowConfig
+    layout: Layout
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    model: Any  # nn.Module in eval mode, trained weights loaded
+    experiment: ResolvedExperiment
+    weights: Path
+
+
+def dataset_source(dataset: Path) -> str:
+    """The source the data stage stamped on ``dataset`` (``synthetic``, ``dpdd``...), or ``""`` before it ran."""
+    from ldp.data.sources import SOURCE_STAMP
+
+    stamp = Path(dataset) / SOURCE_STAMP
+    try:
+        return str(json.loads(stamp.read_text()).get("source", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def configure_training(params: Mapping[str, Any], name: str, layout: Layout = Layout(),
+                       restart: bool = False) -> TrainJob:
+    """Reads ``experiments.<name>``, ``train``, ``recipes.<r>``, ``ldp_losses``, ``blurmaps.<id>`` and ``mlflow``."""
+    experiment = resolve(params, name, data_source=dataset_source(layout.dataset))
+    return TrainJob(experiment, section(params, "mlflow", MlflowConfig), layout, restart)
+
+
+def configure_evaluation(params: Mapping[str, Any], name: str, layout: Layout = Layout()) -> EvalJob:
+    """Reads ``evaluate`` and ``mlflow``; the network comes from the training run's ``config.json``."""
+    from ldp.evaluate import EvalConfig
+
+    return EvalJob(name, section(params, "evaluate", EvalConfig), section(params, "mlflow", MlflowConfig), layout)
+
+
+def _tags(exp: ResolvedExperiment, stage: str, **extra: Any) -> dict[str, str]:
     from ldp.tracking import standard_tags
 
-    return standard_tags(exp.model, data_source=(params.get("data") or {}).get("source", ""),
-                         clip_weights=",".join(clip_weights_kinds(params, exp)) or "n/a",
-                         extra={"experiment": name, "stage": stage, "table": exp.primary_table(),
+    return standard_tags(exp.model, data_source=exp.data_source, clip_weights=",".join(exp.clip_weights_kinds) or "n/a",
+                         extra={"experiment": exp.name, "stage": stage, "table": exp.primary_table(),
                                 "blurmap": exp.blurmap, "ldp_losses": exp.ldp_losses, **extra})
 
 
-def _run_name(exp: ExperimentConfig, name: str) -> str:
-    """``ldp-small`` for the experiment ``ldp-small``, ``ldp-small-vitb16`` (not ``ldp-small-ldp-small-vitb16``) for
-    ``ldp-small-vitb16``, ``<model>-<name>`` otherwise; ``@<DVC experiment>`` is appended inside dvc exp."""
+def _run_name(exp: ResolvedExperiment, stage: str) -> str:
+    """``ldp-small-vitb16`` (not ``ldp-small-ldp-small-vitb16``) for the experiment ``ldp-small-vitb16``, the stage
+    after a colon, ``@<DVC experiment>`` appended inside dvc exp."""
     from ldp.tracking import run_name
 
-    variant = name.removeprefix(f"{exp.model}-") if name != exp.model else None
-    return run_name(exp.model, variant)
+    variant = exp.name.removeprefix(f"{exp.model}-") if exp.name != exp.model else None
+    return run_name(exp.model, variant, stage=stage)
 
 
-def train_experiment(params: dict, name: str, layout: Layout = Layout()) -> dict[str, Any]:
+def train_experiment(job: TrainJob) -> dict[str, Any]:
     from ldp.tracking import Tracker
-    from ldp.train import interrupted_run, train, train_config
+    from ldp.train import run_training
 
-    exp = get_experiment(params, name)
-    cfg = train_config(params, train_overrides(params, exp), override_where=f"params.yaml:experiments.{name}")
-    out = layout.checkpoints / name
-    with Tracker(cfg, exp.primary_table(), _run_name(exp, name), _tags(params, exp, name, "train"),
-                 out_dir=out, enabled=section(params, "mlflow", MlflowConfig).enabled) as tracker:
-        summary = train(cfg, exp.model, layout.dataset, out, blurmap_dir=layout.blurmaps / exp.blurmap,
-                        tracker=tracker, resume=interrupted_run(out, cfg, exp.model))
-    summary = {**summary, "experiment": name, "clip_weights_kinds": clip_weights_kinds(params, exp)}
-    with atomic_dir(layout.results / "training" / name) as logs:
-        for fname in TRAIN_LOGS:
+    exp, layout = job.experiment, job.layout
+    out = layout.checkpoints / exp.name
+
+    def open_tracker(run_id: str | None) -> Tracker:
+        return Tracker(exp.train, exp.primary_table(), _run_name(exp, "train"), _tags(exp, "train"), out_dir=out,
+                       enabled=job.mlflow.enabled, run_id=run_id)
+
+    summary = run_training(exp.train, exp.model, layout.dataset, out, blurmap_dir=layout.blurmaps / exp.blurmap,
+                           open_tracker=open_tracker, restart=job.restart, key_path=exp.key_path,
+                           record=exp.to_json())
+    summary = {**summary, "experiment": exp.name, "clip_weights_kinds": list(exp.clip_weights_kinds)}
+    with atomic_dir(layout.results / "training" / exp.name) as logs:
+        for fname in (*TRAIN_LOGS, CONFIG_JSON):
             if (out / fname).is_file():
                 shutil.copy2(out / fname, logs / fname)
         atomic_write_json(logs / "train_summary.json", summary, default=str)
@@ -85,41 +127,43 @@ def train_experiment(params: dict, name: str, layout: Layout = Layout()) -> dict
     return summary
 
 
-def train_scores(summary: dict[str, Any]) -> dict[str, float | int]:
-    """The numbers of ``train_summary.json`` that DVC compares: last validation PSNR and loss, last training loss."""
+def train_scores(summary: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of ``train_summary.json`` that DVC compares (``val.psnr``, ``val.loss``, ``train.loss``,
+    ``iterations``: the dotted names the MLflow runs use)."""
     val, final = summary.get("val_last") or {}, summary.get("final_train") or {}
-    out = {"val_psnr": val.get("psnr"), "val_loss": val.get("loss"), "train_loss": final.get("total"),
-           "iterations": summary.get("iterations")}
-    return {k: v for k, v in out.items() if v is not None}
+    out: dict[str, Any] = {"val": {k: val[k] for k in ("psnr", "loss") if val.get(k) is not None},
+                           "train": {"loss": final["total"]} if final.get("total") is not None else {},
+                           "iterations": summary.get("iterations")}
+    return {k: v for k, v in out.items() if v not in (None, {})}
 
 
-def load_trained_model(params: dict, name: str, layout: Layout = Layout()):
-    """The experiment's network, built with its model overrides, with its trained weights loaded."""
+def load_trained(checkpoint_dir: str | Path) -> TrainedRun:
+    """The network of a finished training run, rebuilt from its ``config.json``, with its weights loaded."""
     from ldp import build_model
     from ldp.checkpoint import load_weights
-    from ldp.train import train_config
 
-    exp = get_experiment(params, name)
-    model = build_model(exp.model, **train_config(params, train_overrides(params, exp)).model_overrides)
-    load_weights(model, layout.checkpoints / name / "model.pt")
-    return model
+    folder = Path(checkpoint_dir)
+    exp = read_resolved(folder)
+    weights = folder / "model.pt"
+    model = build_model(exp.model, **exp.model_overrides)
+    load_weights(model, weights)
+    return TrainedRun(model.eval(), exp, weights)
 
 
-def evaluate_experiment(params: dict, name: str, layout: Layout = Layout()):
-    from ldp.evaluate import EvalConfig, evaluate
+def evaluate_experiment(job: EvalJob):
+    from ldp.evaluate import evaluate
     from ldp.tracking import Tracker
 
-    exp = get_experiment(params, name)
-    cfg = section(params, "evaluate", EvalConfig)
-    weights = layout.checkpoints / name / "model.pt"
-    model = load_trained_model(params, name, layout)
-    out = layout.results / "eval" / name
-    source = (params.get("data") or {}).get("source", "")
-    result = evaluate(exp.model, weights, layout.dataset, out_dir=out, blurmap_dir=layout.blurmaps / exp.blurmap,
-                      cfg=cfg, model=model, data_source=source)
-    tags = _tags(params, exp, name, "evaluate", protocol=result.summary["protocol"])
-    with Tracker(cfg, exp.primary_table(), _run_name(exp, name), tags, out_dir=out,
-                 enabled=section(params, "mlflow", MlflowConfig).enabled) as tracker:
+    layout = job.layout
+    trained = load_trained(layout.checkpoints / job.name)
+    exp = trained.experiment.for_evaluation(job.evaluate)
+    out = layout.results / "eval" / job.name
+    result = evaluate(exp.model, trained.weights, layout.dataset, out_dir=out,
+                      blurmap_dir=layout.blurmaps / exp.blurmap, cfg=job.evaluate, model=trained.model,
+                      data_source=exp.data_source, experiment=exp.to_json())
+    tags = _tags(exp, "evaluate", protocol=result.summary["protocol"])
+    with Tracker(job.evaluate, exp.primary_table(), _run_name(exp, "evaluate"), tags, out_dir=out,
+                 enabled=job.mlflow.enabled) as tracker:
         for subset, stats in result.summary["metrics"].items():
             tracker.log_metrics({f"test.{subset}.{m}": v["mean"] for m, v in stats.items()
                                  if isinstance(v, dict) and v.get("mean") is not None})

@@ -1,17 +1,26 @@
 """Stage `blurmaps@<id>`: estimate one blur-map set (params `blurmaps.<id>`) for every scene of the dataset."""
 
+from collections.abc import Mapping
+
 from ldp.blurmap.estimate import BlurMapConfig, estimate_blurmaps
-from ldp.config import section
-from pipelines.common import BLURMAPS, DATASET, one_arg, run_stage
+from ldp.config import ConfigError, section, where_of
+from ldp.runs import Layout
+from pipelines.common import one_arg, run_stage
 
 
-def main(params: dict, argv: list[str]) -> None:
+def configure(params, argv):
     map_id = one_arg(argv, "blur-map id")
-    if map_id not in (params.get("blurmaps") or {}):
-        raise KeyError(f"params.yaml:blurmaps.{map_id}: no such blur-map entry")
-    cfg = section(params, f"blurmaps.{map_id}", BlurMapConfig)
-    estimate_blurmaps(cfg, DATASET, BLURMAPS / map_id)
+    blurmaps = params.get("blurmaps")
+    if not isinstance(blurmaps, Mapping) or map_id not in blurmaps:
+        raise ConfigError(f"{where_of(params)}:blurmaps.{map_id}: no such blur-map entry")
+    return map_id, section(params, f"blurmaps.{map_id}", BlurMapConfig)
+
+
+def run(job) -> None:
+    map_id, cfg = job
+    layout = Layout()
+    estimate_blurmaps(cfg, layout.dataset, layout.blurmaps / map_id)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(configure, run)

@@ -1,12 +1,19 @@
 """Stage `data`: build the dataset named by params `data` into data/dataset (manifest + DPDD layout)."""
 
 from ldp.data.sources import load_data_config, prepare_dataset
-from pipelines.common import DATASET, run_stage
+from ldp.runs import Layout
+from pipelines.common import run_stage
 
 
-def main(params: dict, argv: list[str]) -> None:
-    prepare_dataset(load_data_config(params), DATASET)
+def configure(params, argv):
+    if argv:
+        raise ValueError("usage: python -m pipelines.data [--params FILE]")
+    return load_data_config(params)
+
+
+def run(cfg) -> None:
+    prepare_dataset(cfg, Layout().dataset)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(configure, run)

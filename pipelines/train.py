@@ -1,12 +1,15 @@
-"""Stage `train@<experiment>`: train one row of the grid (params `train`, its recipe, `ldp_losses`, the entry)."""
+"""Stage `train@<experiment>`: train one row of the grid (params `train`, its recipe, `ldp_losses`, its blur map's
+entry, the experiment's entry and `mlflow`)."""
 
-from ldp.runs import train_experiment
+from ldp.runs import configure_training, train_experiment
 from pipelines.common import one_arg, run_stage
 
 
-def main(params: dict, argv: list[str]) -> None:
-    train_experiment(params, one_arg(argv, "experiment"))
+def configure(params, argv):
+    return configure_training(params, one_arg(argv, "experiment"))
 
+
+run = train_experiment
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(configure, run)

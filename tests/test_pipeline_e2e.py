@@ -107,6 +107,7 @@ def tiny_repo(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_toy_baseline_flows_through_the_whole_pipeline(tiny_repo):
     work, env, dvc = tiny_repo
 
@@ -156,6 +157,7 @@ def _mlflow_runs(db: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_dvc_experiments_and_queue_are_tracked_under_their_names(tiny_repo):
     work, env, dvc = tiny_repo
     _run(["git", "add", "-A"], work, env)

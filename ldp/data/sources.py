@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,8 +103,8 @@ class DataConfig:
         return from_dict(SyntheticConfig, self.synthetic, "params.yaml:data.synthetic")
 
 
-def load_data_config(params: dict | str | Path = "params.yaml") -> DataConfig:
-    if not isinstance(params, dict):
+def load_data_config(params: Mapping[str, Any] | str | Path = "params.yaml") -> DataConfig:
+    if not isinstance(params, Mapping):
         params = load_params(params)
     return section(params, "data", DataConfig)
 
