@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ldp.checkpoint import CheckpointError
-from ldp.config import from_dict
 from ldp.models.tiling import reflect_pad_to_multiple
 from ldp.registry import register_model
 
@@ -383,34 +382,29 @@ class DeepRFTConfig:
     inference: bool = False
 
 
-def _config(name: str, tiny: bool, overrides: dict) -> DeepRFTConfig:
-    merged = {**(TINY_OVERRIDES[name] if tiny else {}), **overrides}
-    return from_dict(DeepRFTConfig, merged, f"build_model({name!r}) overrides")
+# ``tiny=True``: one FFT block per stage (the width, 32, is fixed upstream), for the registry-wide tests.
+TINY = dict(num_res=1)
 
 
 @register_model(
     "deeprft",
+    config=DeepRFTConfig,
+    tiny=TINY,
     input_kind="combined",
     inference="tiled",  # upstream test.py runs 512x512 windows on DPDD
-    ldp_losses=False,
     description="DeepRFT (AAAI 2022), official 3-channel model, num_res 8, train form (10.83 M params)",
 )
-def deeprft(tiny: bool = False, **overrides) -> DeepRFT:
-    cfg = _config("deeprft", tiny, overrides)
-    return DeepRFT(num_res=cfg.num_res, inference=cfg.inference, in_channels=3)
+def deeprft(config: DeepRFTConfig) -> DeepRFT:
+    return DeepRFT(num_res=config.num_res, inference=config.inference, in_channels=3)
 
 
 @register_model(
     "deeprft-dp",
+    config=DeepRFTConfig,
+    tiny=TINY,
     input_kind="dp",
     inference="tiled",
-    ldp_losses=False,
-    description="DeepRFT with a 6-channel dual-pixel input (this project's adaptation; see docs/baselines.md)",
+    description="DeepRFT with a 6-channel dual-pixel input (our adaptation, no paper config; docs/baselines.md)",
 )
-def deeprft_dp(tiny: bool = False, **overrides) -> DeepRFT:
-    cfg = _config("deeprft-dp", tiny, overrides)
-    return DeepRFT(num_res=cfg.num_res, inference=cfg.inference, in_channels=6)
-
-
-# ``tiny=True``: one FFT block per stage (the width, 32, is fixed upstream), for the registry-wide tests.
-TINY_OVERRIDES: dict[str, dict] = {"deeprft": {"num_res": 1}, "deeprft-dp": {"num_res": 1}}
+def deeprft_dp(config: DeepRFTConfig) -> DeepRFT:
+    return DeepRFT(num_res=config.num_res, inference=config.inference, in_channels=6)

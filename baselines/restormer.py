@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ldp.config import from_dict
 from ldp.models.tiling import reflect_pad_to_multiple
 from ldp.registry import register_model
 
@@ -244,23 +243,17 @@ class RestormerConfig:
     dual_pixel_task: bool = True
 
 
-def build_restormer(config: RestormerConfig) -> Restormer:
-    return Restormer(**asdict(config))
+# ``tiny=True``: a fast CPU config with the same wiring, for the registry-wide tests.
+TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1)
 
 
 @register_model(
     "restormer-dp",
+    config=RestormerConfig,
+    tiny=TINY,
     input_kind="dp",
     inference="tiled",  # a whole 1120x1680 forward peaks at ~16.6 GB RSS on CPU
-    ldp_losses=False,
     description="Restormer dual-pixel (CVPR 2022), official DPDD config, 26.13 M params",
 )
-def restormer_dp(tiny: bool = False, **overrides) -> Restormer:
-    merged = {**(TINY_OVERRIDES["restormer-dp"] if tiny else {}), **overrides}
-    return build_restormer(from_dict(RestormerConfig, merged, "build_model('restormer-dp') overrides"))
-
-
-# ``tiny=True``: a fast CPU config with the same wiring, for the registry-wide tests.
-TINY_OVERRIDES: dict[str, dict] = {
-    "restormer-dp": {"dim": 8, "num_blocks": (1, 1, 1, 1), "num_refinement_blocks": 1},
-}
+def restormer_dp(config: RestormerConfig) -> Restormer:
+    return Restormer(**asdict(config))

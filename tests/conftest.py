@@ -1,8 +1,10 @@
+import json
 import os
 from pathlib import Path
 
 import pytest
 import torch
+from torch.torch_version import TorchVersion
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -17,16 +19,8 @@ SHARED = Path(os.environ.get("LDP_SHARED_DIR", REPO.parent / "shared"))
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
-        pytest.skip(f"../shared not found at {SHARED}: real-data and parity tests skipped")
+        pytest.skip(f"../shared not found at {SHARED}: real-data tests skipped")
     return SHARED
-
-
-@pytest.fixture(scope="session")
-def parity_dir(shared_dir) -> Path:
-    path = shared_dir / "reference" / "parity"
-    if not path.is_dir():
-        pytest.skip(f"parity fixtures not found at {path}")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -41,13 +35,30 @@ def realdp_dpdd(shared_dir) -> Path:
 # ---------------------------------------------------------------------------------- parity-fixture helpers
 
 PARITY_TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+# The manifests and one float32 tiny fixture per family, copied from ../shared/reference/parity (README.md there);
+# the other fixtures stay in ../shared.
+PARITY_IN_TREE = REPO / "tests" / "fixtures" / "parity"
+PARITY_SHARED = SHARED / "reference" / "parity"
 
 
-def load_parity_fixture(path: Path, skip_missing: bool = False) -> dict:
-    """A parity ``.pt`` from ../shared (plain pickled dicts of tensors and configs, hence weights_only=False)."""
-    if skip_missing and not path.is_file():
-        pytest.skip(f"fixture not found: {path}")
-    return torch.load(path, weights_only=False)
+def parity_file(relative: str) -> Path:
+    """A parity fixture by its path under ``reference/parity``: the test tree's copy, else the one in ../shared
+    (the test is skipped when ../shared does not have it)."""
+    for root in (PARITY_IN_TREE, PARITY_SHARED):
+        if (root / relative).is_file():
+            return root / relative
+    pytest.skip(f"parity fixture {relative} is neither in {PARITY_IN_TREE} nor in {PARITY_SHARED}")
+
+
+def parity_manifest(relative: str) -> dict:
+    return json.loads(parity_file(relative).read_text())
+
+
+def load_parity_fixture(relative: str) -> dict:
+    """A parity ``.pt``: dicts of tensors, configs and strings, loaded with ``weights_only=True`` (data only;
+    the one extra type allowed is the ``TorchVersion`` string that records the torch that made it)."""
+    with torch.serialization.safe_globals([TorchVersion]):
+        return torch.load(parity_file(relative), weights_only=True)
 
 
 def parity_tol(dtype: torch.dtype) -> float:

@@ -1,23 +1,20 @@
-"""DeepRFT parity with INVOKERer/DeepRFT (fixtures in ../shared/reference/parity/deeprft), folding, DP variant,
-checkpoint loading and the official window inference."""
+"""DeepRFT parity with INVOKERer/DeepRFT (parity fixtures: tests/fixtures/parity/deeprft, the others in
+../shared/reference/parity/deeprft), folding, DP variant, checkpoint loading and the official window inference."""
 
 from __future__ import annotations
 
-import json
 from functools import cache
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_outputs_close, load_fixture_weights, load_parity_fixture
+from conftest import assert_outputs_close, load_fixture_weights, load_parity_fixture, parity_manifest
 
 from baselines.deeprft import (
     DeepRFT,
     DOConv2d,
     FFTResBlock,
     FoldedConv2d,
-    deeprft,
-    deeprft_dp,
     fold_doconv_state_dict,
     has_doconv_train_keys,
     official_window_inference,
@@ -25,7 +22,7 @@ from baselines.deeprft import (
 )
 from ldp.checkpoint import CheckpointError, load_weights
 from ldp.config import ConfigError
-from ldp.registry import get_spec
+from ldp.registry import build_model, get_spec
 
 MODEL_FIXTURES = ["tiny", "tiny_f64", "tiny_eval", "tiny_eval_f64"]
 
@@ -38,8 +35,8 @@ def _model_from(fx: dict) -> DeepRFT:
 
 
 @pytest.mark.parametrize("name", MODEL_FIXTURES)
-def test_tiny_fixture_outputs(parity_dir, name):
-    fx = _fixture(parity_dir / "deeprft" / f"{name}.pt")
+def test_tiny_fixture_outputs(name):
+    fx = _fixture(f"deeprft/{name}.pt")
     model = _model_from(fx)
     assert fx["cases"]
     for case_name, case in fx["cases"].items():
@@ -62,8 +59,8 @@ def _block_module(entry: dict) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("name", ["blocks", "blocks_f64"])
-def test_block_fixtures(parity_dir, name):
-    blocks = _fixture(parity_dir / "deeprft" / f"{name}.pt")
+def test_block_fixtures(name):
+    blocks = _fixture(f"deeprft/{name}.pt")
     entries = {k: v for k, v in blocks.items() if isinstance(v, dict) and "state_dict" in v}
     assert len(entries) == 6
     for key, entry in entries.items():
@@ -84,8 +81,8 @@ def test_block_fixtures(parity_dir, name):
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny_f64"])
-def test_folding_train_checkpoint_reproduces_full_output(parity_dir, name):
-    fx = _fixture(parity_dir / "deeprft" / f"{name}.pt")
+def test_folding_train_checkpoint_reproduces_full_output(name):
+    fx = _fixture(f"deeprft/{name}.pt")
     train = _model_from(fx)
     eval_form = DeepRFT(num_res=fx["config"]["num_res"], inference=True).to(fx["input"].dtype)
     eval_form.load_state_dict(fold_doconv_state_dict(train.state_dict()), strict=True)
@@ -97,33 +94,33 @@ def test_folding_train_checkpoint_reproduces_full_output(parity_dir, name):
 
 
 @pytest.mark.parametrize("form, manifest_name", [(False, "full_manifest.json"), (True, "full_manifest_eval.json")])
-def test_full_config_matches_manifest(parity_dir, form, manifest_name):
-    manifest = json.loads((parity_dir / "deeprft" / manifest_name).read_text())
+def test_full_config_matches_manifest(form, manifest_name):
+    manifest = parity_manifest(f"deeprft/{manifest_name}")
     assert manifest["config"] == {"num_res": 8, "inference": form}
-    model = deeprft(inference=form)
+    model = build_model("deeprft", inference=form)
     ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
     assert ours == [(k, list(s)) for k, s in manifest["state_dict"].items()]
     assert sum(p.numel() for p in model.parameters()) == manifest["param_count"]
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == manifest["trainable_param_count"]
 
 
-def test_small_and_plus_param_counts(parity_dir):
-    counts = json.loads((parity_dir / "deeprft" / "full_manifest.json").read_text())["variants_param_count"]
+def test_small_and_plus_param_counts():
+    counts = parity_manifest("deeprft/full_manifest.json")["variants_param_count"]
     for label, num_res, form in [
         ("DeepRFT_Small(num_res=4, inference=False)", 4, False),
         ("DeepRFT_Small(num_res=4, inference=True)", 4, True),
         ("DeepRFTPLUS(num_res=20, inference=False)", 20, False),
         ("DeepRFTPLUS(num_res=20, inference=True)", 20, True),
     ]:
-        model = deeprft(num_res=num_res, inference=form)
+        model = build_model("deeprft", num_res=num_res, inference=form)
         assert sum(p.numel() for p in model.parameters()) == counts[label]["param_count"], label
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         assert trainable == counts[label]["trainable_param_count"], label
 
 
-def test_official_checkpoint_file_loads_into_both_forms(parity_dir, tmp_path):
+def test_official_checkpoint_file_loads_into_both_forms(tmp_path):
     """DeepRFT's train.py saves ``{'epoch', 'state_dict', 'optimizer'}`` from a DataParallel model."""
-    fx = _fixture(parity_dir / "deeprft" / "tiny.pt")
+    fx = _fixture("deeprft/tiny.pt")
     path = tmp_path / "model_DPDD.pth"
     wrapped = {f"module.{k}": v for k, v in fx["state_dict"].items()}
     torch.save({"epoch": 3000, "state_dict": wrapped, "optimizer": {"lr": 1e-6}}, path)
@@ -139,7 +136,7 @@ def test_official_checkpoint_file_loads_into_both_forms(parity_dir, tmp_path):
         assert_outputs_close(eval_form.eval()(fx["input"]), fx["output"][0], "eval form from file (folded)")
 
 
-# ---- no shared files needed below ----
+# ---- no fixture files needed below ----
 
 
 def test_load_reports_missing_and_unexpected_names():
@@ -199,16 +196,17 @@ def test_fold_is_exact_and_idempotent_in_float64():
 def test_registry_entries_and_overrides():
     assert (get_spec("deeprft").input_kind, get_spec("deeprft").inference) == ("combined", "tiled")
     assert (get_spec("deeprft-dp").input_kind, get_spec("deeprft-dp").inference) == ("dp", "tiled")
-    with pytest.raises(ConfigError, match=r"deeprft.*num_resblocks"):
-        deeprft(num_resblocks=4)
-    assert deeprft(tiny=True).UNUSED_PARAMETERS == ()  # D_diag is frozen (requires_grad=False), not unused
+    with pytest.raises(ConfigError, match=r"model_overrides\.num_resblocks: unknown key"):
+        build_model("deeprft", num_resblocks=4)
+    # D_diag is frozen (requires_grad=False), not unused
+    assert build_model("deeprft", tiny=True).UNUSED_PARAMETERS == ()
     assert DeepRFT(num_res=0, inference=True).UNUSED_PARAMETERS == ("ConvsOut.*",)
 
 
 def test_dp_variant_residual_is_mean_of_left_and_right():
     """With the last convs zeroed, every scale's output is the (nearest-downsampled) mean of L and R."""
     torch.manual_seed(0)
-    model = deeprft_dp(num_res=0)
+    model = build_model("deeprft-dp", num_res=0)
     assert model.feat_extract[0].main[0].W.shape[1] == 6 and model.SCM1.main[0].main[0].W.shape[1] == 6
     with torch.no_grad():
         for conv in (model.feat_extract[5], *model.ConvsOut):
@@ -222,9 +220,9 @@ def test_dp_variant_residual_is_mean_of_left_and_right():
 
 
 def test_tiny_backward_every_trainable_parameter_gets_gradient():
-    for name, factory in (("deeprft", deeprft), ("deeprft-dp", deeprft_dp)):
+    for name in ("deeprft", "deeprft-dp"):
         torch.manual_seed(0)
-        model = factory(tiny=True)
+        model = build_model(name, tiny=True)
         channels = 3 if name == "deeprft" else 6
         outs = model(torch.rand(1, channels, 16, 20))
         sum(o.square().mean() for o in outs).backward()
@@ -233,7 +231,7 @@ def test_tiny_backward_every_trainable_parameter_gets_gradient():
                 assert not p.requires_grad and p.grad is None
             else:
                 assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name}: {pname}"
-    eval_form = deeprft(tiny=True, inference=True)
+    eval_form = build_model("deeprft", tiny=True, inference=True)
     eval_form(torch.rand(1, 3, 16, 20)).square().mean().backward()
     for pname, p in eval_form.named_parameters():
         if pname.startswith("ConvsOut."):

@@ -1,22 +1,17 @@
-"""Parity of our NAFNet and LDP with the official code, through the fixtures in ../shared/reference/parity/.
+"""Parity of our NAFNet and LDP with the official code, through the parity fixtures (tests/fixtures/parity: the
+manifests and the float32 tiny fixtures; the others in ../shared/reference/parity, skipped without it).
 
-Each README there is the spec: strict state_dict loading, outputs within 1e-5 (float32) / 1e-10 (float64) on every
-case, and the full configs' keys and shapes equal to the manifests, in order.
+The README in ../shared/reference/parity is the spec: strict state_dict loading, outputs within 1e-5 (float32) /
+1e-10 (float64) on every case, and the full configs' keys and shapes equal to the manifests, in order.
 """
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from conftest import assert_outputs_close, load_fixture_weights, load_parity_fixture
+from conftest import assert_outputs_close, load_fixture_weights, load_parity_fixture, parity_manifest
 
 import ldp
-
-
-def _load(path):
-    return load_parity_fixture(path, skip_missing=True)
 
 
 def _run_cases(model, fx, intermediates_check=None):
@@ -30,8 +25,8 @@ def _run_cases(model, fx, intermediates_check=None):
                 intermediates_check(model, case)
 
 
-def _manifest_pairs(path):
-    manifest = json.loads(path.read_text())
+def _manifest_pairs(relative):
+    manifest = parity_manifest(relative)
     return manifest, [(k, tuple(v)) for k, v in manifest["state_dict"].items()]
 
 
@@ -59,30 +54,30 @@ def _nafnet_intermediates(model, case):
 
 
 @pytest.mark.parametrize("fname", ["tiny.pt", "tiny_f64.pt"])
-def test_nafnet_tiny_fixture(parity_dir, fname):
-    fx = _load(parity_dir / "nafnet" / fname)
+def test_nafnet_tiny_fixture(fname):
+    fx = load_parity_fixture(f"nafnet/{fname}")
     model = ldp.build_model("nafnet-gopro-w32", **fx["config"])
     assert sum(p.numel() for p in model.parameters()) == 350_259
     _run_cases(model, fx, _nafnet_intermediates)
 
 
-def test_nafnet_gopro_w32_matches_manifest(parity_dir):
-    manifest, pairs = _manifest_pairs(parity_dir / "nafnet" / "full_manifest.json")
+def test_nafnet_gopro_w32_matches_manifest():
+    manifest, pairs = _manifest_pairs("nafnet/full_manifest.json")
     model = ldp.build_model("nafnet-gopro-w32")
     assert _state_pairs(model) == pairs
     assert sum(p.numel() for p in model.parameters()) == manifest["param_count"] == 17_111_907
 
 
-def test_ldp_inner_core_matches_manifest(parity_dir):
-    manifest, pairs = _manifest_pairs(parity_dir / "nafnet" / "ldp_core_manifest.json")
+def test_ldp_inner_core_matches_manifest():
+    manifest, pairs = _manifest_pairs("nafnet/ldp_core_manifest.json")
     model = ldp.build_model("ldp-small")
     assert _state_pairs(model.naf, "") == pairs
     assert sum(p.numel() for p in model.naf.parameters()) == manifest["param_count"] == 7_616_384
 
 
-def test_nafnet_official_class_at_ldp_core_size(parity_dir):
+def test_nafnet_official_class_at_ldp_core_size():
     """The manifest's sibling count: megvii's class with img_channel=6 at LDP-core sizes (in == out == 6)."""
-    manifest = json.loads((parity_dir / "nafnet" / "full_manifest.json").read_text())
+    manifest = parity_manifest("nafnet/full_manifest.json")
     key = next(k for k in manifest["variants_param_count"] if k.startswith("official class at LDP-core"))
     model = ldp.build_model(
         "nafnet-gopro-w32", img_channel=6, middle_blk_num=2, enc_blk_nums=[2, 2, 2, 2], dec_blk_nums=[2, 2, 2, 2]
@@ -91,8 +86,8 @@ def test_nafnet_official_class_at_ldp_core_size(parity_dir):
 
 
 @pytest.mark.parametrize("variant", ["GoPro-width64", "SIDD-width32"])
-def test_nafnet_variant_param_counts(parity_dir, variant):
-    manifest = json.loads((parity_dir / "nafnet" / "full_manifest.json").read_text())
+def test_nafnet_variant_param_counts(variant):
+    manifest = parity_manifest("nafnet/full_manifest.json")
     key = next(k for k in manifest["variants_config"] if k.startswith(variant))
     with torch.device("meta"):
         model = ldp.build_model("nafnet-gopro-w32", **manifest["variants_config"][key])
@@ -137,15 +132,15 @@ def _ldp_intermediates(model, case):
 
 
 @pytest.mark.parametrize("fname", ["tiny.pt", "tiny_f64.pt"])
-def test_ldp_tiny_fixture(parity_dir, fname):
-    fx = _load(parity_dir / "ldp" / fname)
+def test_ldp_tiny_fixture(fname):
+    fx = load_parity_fixture(f"ldp/{fname}")
     model = _ldp_from_fixture(fx)
     assert sum(p.numel() for p in model.parameters()) == 367_681
     _run_cases(model, fx, _ldp_intermediates)
 
 
-def test_ldp_reads_only_the_last_channel(parity_dir):
-    fx = _load(parity_dir / "ldp" / "tiny.pt")
+def test_ldp_reads_only_the_last_channel():
+    fx = load_parity_fixture("ldp/tiny.pt")
     model = _ldp_from_fixture(fx)
     model.load_state_dict(fx["state_dict"], strict=True)
     model.eval()
@@ -171,9 +166,9 @@ def _recipe_state_dict(manifest_sd):
     return sd
 
 
-def test_ldp_small_full_recipe(parity_dir):
-    manifest, pairs = _manifest_pairs(parity_dir / "ldp" / "full_manifest.json")
-    fx = _load(parity_dir / "ldp" / "full_recipe.pt")
+def test_ldp_small_full_recipe():
+    manifest, pairs = _manifest_pairs("ldp/full_manifest.json")
+    fx = load_parity_fixture("ldp/full_recipe.pt")
     model = ldp.build_model("ldp-small")
     assert _state_pairs(model) == pairs
     assert sum(p.numel() for p in model.parameters()) == manifest["param_count"] == 7_624_961

@@ -1,20 +1,20 @@
-"""Restormer parity with swz30/Restormer (fixtures in ../shared/reference/parity/restormer) and checkpoint loading."""
+"""Restormer parity with swz30/Restormer (parity fixtures: tests/fixtures/parity/restormer, the others in
+../shared/reference/parity/restormer) and checkpoint loading."""
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import asdict
 from functools import cache
 
 import pytest
 import torch
-from conftest import assert_outputs_close, load_fixture_weights, load_parity_fixture
+from conftest import assert_outputs_close, load_fixture_weights, load_parity_fixture, parity_manifest
 
-from baselines.restormer import Restormer, RestormerConfig, restormer_dp
+from baselines.restormer import Restormer, RestormerConfig
 from ldp.checkpoint import CheckpointError, load_weights
 from ldp.config import ConfigError
-from ldp.registry import get_spec
+from ldp.registry import build_model, get_spec
 
 FIXTURES = ["tiny", "tiny_f64", "tiny_variant", "tiny_variant_f64"]
 
@@ -27,8 +27,8 @@ def _built_from(fx: dict) -> Restormer:
 
 
 @pytest.mark.parametrize("name", FIXTURES)
-def test_tiny_fixture_outputs(parity_dir, name):
-    fx = _fixture(parity_dir / "restormer" / f"{name}.pt")
+def test_tiny_fixture_outputs(name):
+    fx = _fixture(f"restormer/{name}.pt")
     model = _built_from(fx)
     assert fx["cases"], "fixture has no cases"
     for case_name, case in fx["cases"].items():
@@ -37,16 +37,16 @@ def test_tiny_fixture_outputs(parity_dir, name):
         assert_outputs_close(out, case["output"], f"{name}/{case_name}")
 
 
-def test_variant_has_no_patch_embed_bias(parity_dir):
-    sd = _fixture(parity_dir / "restormer" / "tiny_variant.pt")["state_dict"]
-    model = Restormer(**_fixture(parity_dir / "restormer" / "tiny_variant.pt")["config"])
+def test_variant_has_no_patch_embed_bias():
+    sd = _fixture("restormer/tiny_variant.pt")["state_dict"]
+    model = Restormer(**_fixture("restormer/tiny_variant.pt")["config"])
     assert "patch_embed.proj.bias" not in sd and "patch_embed.proj.bias" not in model.state_dict()
     assert "output.bias" in model.state_dict() and "skip_conv.weight" not in model.state_dict()
 
 
-def test_full_config_matches_manifest(parity_dir):
-    manifest = json.loads((parity_dir / "restormer" / "full_manifest.json").read_text())
-    model = restormer_dp()  # the registered default = the paper's full configuration
+def test_full_config_matches_manifest():
+    manifest = parity_manifest("restormer/full_manifest.json")
+    model = build_model("restormer-dp")  # the registered default = the official dual-pixel configuration
     ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
     theirs = [(k, list(shape)) for k, shape in manifest["state_dict"].items()]
     assert ours == theirs
@@ -55,21 +55,21 @@ def test_full_config_matches_manifest(parity_dir):
     assert ours_config == manifest["config"]
 
 
-def test_official_style_checkpoint_loads_strictly_into_full_model(parity_dir, tmp_path):
+def test_official_style_checkpoint_loads_strictly_into_full_model(tmp_path):
     """A ``{'params': sd}`` file with the manifest's keys and shapes loads strictly (stride-0 tensors keep it tiny)."""
-    manifest = json.loads((parity_dir / "restormer" / "full_manifest.json").read_text())
+    manifest = parity_manifest("restormer/full_manifest.json")
     sd = OrderedDict((k, torch.full((), 0.01).expand(*shape)) for k, shape in manifest["state_dict"].items())
     path = tmp_path / "restormer_dp_official_layout.pth"
     torch.save({"params": sd}, path)
-    model = restormer_dp()
+    model = build_model("restormer-dp")
     report = load_weights(model, path)
     assert report["wrapper_key"] == "params" and not report["stripped_prefix"] and not report["converted"]
     assert not report["missing"] and not report["unexpected"] and not report["shape_mismatch"]
     assert torch.all(model.output.weight == 0.01)
 
 
-def test_fixture_via_checkpoint_file(parity_dir, tmp_path):
-    fx = _fixture(parity_dir / "restormer" / "tiny.pt")
+def test_fixture_via_checkpoint_file(tmp_path):
+    fx = _fixture("restormer/tiny.pt")
     path = tmp_path / "net_g_latest.pth"
     torch.save({"params": fx["state_dict"], "params_ema": {}}, path)
     model = Restormer(**fx["config"])
@@ -79,12 +79,12 @@ def test_fixture_via_checkpoint_file(parity_dir, tmp_path):
     assert torch.allclose(out, fx["output"], rtol=1e-5, atol=1e-5)
 
 
-# ---- no shared files needed below ----
+# ---- no fixture files needed below ----
 
 
 def _tiny(seed: int = 0) -> Restormer:
     torch.manual_seed(seed)
-    return restormer_dp(tiny=True)
+    return build_model("restormer-dp", tiny=True)
 
 
 def test_state_dict_wrapper_with_module_prefix(tmp_path):
@@ -126,9 +126,9 @@ def test_unreadable_checkpoint_names_file(tmp_path):
 def test_registry_entry_and_overrides():
     spec = get_spec("restormer-dp")
     assert (spec.input_kind, spec.inference) == ("dp", "tiled")
-    with pytest.raises(ConfigError, match=r"restormer-dp.*num_block"):
-        restormer_dp(num_block=(1, 1, 1, 1))
-    assert restormer_dp(tiny=True).UNUSED_PARAMETERS == ()
+    with pytest.raises(ConfigError, match=r"model_overrides\.num_block: unknown key \(did you mean 'num_blocks'\?\)"):
+        build_model("restormer-dp", num_block=(1, 1, 1, 1))
+    assert build_model("restormer-dp", tiny=True).UNUSED_PARAMETERS == ()
 
 
 def test_any_size_input_and_bad_channels():

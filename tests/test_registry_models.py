@@ -1,7 +1,8 @@
 """Every registered model (core and baselines), on tiny inputs: forward, backward, no NaN, every parameter gets a
 gradient. Conventions tested here are the ones in docs/adding-a-baseline.md:
 
-- the factory accepts ``tiny=True`` (a small config for CPU tests) and rejects unknown overrides;
+- each model registers its config dataclass and a tiny config; ``build_model(name, tiny=True)`` builds the small
+  CPU config, and the registry rejects unknown overrides naming the key path;
 - ``UNUSED_PARAMETERS`` on the model lists (fnmatch patterns) parameters kept only for weight compatibility; they
   must get no gradient, every other trainable parameter must get a non-zero, finite one;
 - ``size_multiple`` (int, default 1) is the tile multiple used by ``ldp.models.tiling.infer``.
@@ -9,12 +10,17 @@ gradient. Conventions tested here are the ones in docs/adding-a-baseline.md:
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import ldp
+import ldp.registry
+from ldp.config import ConfigError
 from ldp.models.inputs import INPUT_CHANNELS, make_input, primary_output
 from ldp.models.tiling import infer
 
@@ -60,14 +66,90 @@ def test_spec_is_complete(name):
     spec = ldp.get_spec(name)
     assert spec.input_kind in INPUT_CHANNELS
     assert spec.inference in ("whole", "tiled")
-    assert isinstance(spec.ldp_losses, bool)
     assert spec.description
+    assert dataclasses.is_dataclass(spec.config) and spec.config.__dataclass_params__.frozen
+    assert spec.tiny, f"{name}: no tiny config"
+    default, tiny = spec.build_config(), spec.build_config({"tiny": True})
+    assert isinstance(default, spec.config) and isinstance(tiny, spec.config) and tiny != default
+
+
+def test_spec_has_no_ldp_losses_flag():
+    """Whether a row uses L_bwl/L_bal is the experiment's choice (params), not the network's."""
+    assert "ldp_losses" not in {f.name for f in dataclasses.fields(ldp.registry.ModelSpec)}
+    with pytest.raises(TypeError, match="ldp_losses"):
+        ldp.register_model("test-ldp-losses", input_kind="dp", ldp_losses=True)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_unknown_override_is_an_error(name):
-    with pytest.raises((ValueError, TypeError), match="not_an_option"):
+    with pytest.raises(ConfigError, match=r"^model_overrides\.not_an_option: unknown key"):
         ldp.build_model(name, tiny=True, not_an_option=1)
+
+
+def test_override_errors_name_the_key_path_and_the_closest_key():
+    with pytest.raises(ConfigError, match=r"^model_overrides\.widthh: unknown key \(did you mean 'width'\?\)$"):
+        ldp.build_model("nafnet-dp", widthh=16)
+    with pytest.raises(ConfigError, match=r"^model_overrides\.inner\.middle_blk: unknown key"):
+        ldp.build_model("ldp-small", inner={"middle_blk": 1})
+    with pytest.raises(ConfigError, match=r"^model_overrides\.width: expected an integer"):
+        ldp.build_model("nafnet-dp", width="16")
+    with pytest.raises(ConfigError, match=r"^model_overrides\.tiny: expected true/false"):
+        ldp.build_model("nafnet-dp", tiny="yes")
+    where = "exp.yaml:experiments.x.train.model_overrides"  # a caller names where the overrides came from
+    with pytest.raises(ConfigError, match=r"^exp\.yaml:experiments\.x\.train\.model_overrides\.widthh: unknown"):
+        ldp.get_spec("nafnet-dp").build_config({"widthh": 16}, where)
+
+
+def test_overrides_merge_onto_the_registered_defaults():
+    """Defaults, then tiny, then the caller's overrides; a nested section merges key by key."""
+    spec = ldp.get_spec("ldp-large")
+    large = spec.build_config({"inner": {"middle_blk_num": 4}})
+    assert (large.inner.middle_blk_num, large.inner.enc_blk_nums, large.inner.dec_blk_nums) == (4, (4, 4, 8, 8),
+                                                                                                (8, 8, 4, 4))
+    tiny = spec.build_config({"tiny": True, "inner": {"middle_blk_num": 2}})
+    assert (tiny.inner.middle_blk_num, tiny.inner.enc_blk_nums) == (2, (1,))
+    assert ldp.get_spec("nafnet-dp").build_config({"tiny": True, "width": 16}).width == 16
+    with torch.device("meta"):
+        assert ldp.build_model("ldp-small").config == ldp.get_spec("ldp-small").build_config()
+
+
+def test_registration_checks_its_configs(monkeypatch):
+    """A bad default or tiny config fails when the model file is imported, naming the model."""
+    monkeypatch.setattr(ldp.registry, "_MODELS", dict(ldp.registry._MODELS))
+
+    @dataclasses.dataclass(frozen=True)
+    class Opts:
+        width: int = 4
+
+    def factory(config: Opts) -> torch.nn.Module:
+        return torch.nn.Conv2d(6, 3, 1)
+
+    with pytest.raises(ConfigError, match=r"^register_model\('test-bad-tiny'\)\.widht: unknown key"):
+        ldp.register_model("test-bad-tiny", config=Opts, tiny={"widht": 1}, input_kind="dp")(factory)
+    with pytest.raises(ConfigError, match=r"^register_model\('test-bad-default'\)\.width: expected an integer"):
+        ldp.register_model("test-bad-default", config=Opts, defaults={"width": 0.5}, input_kind="dp")(factory)
+    with pytest.raises(ValueError, match="need a config dataclass"):
+        ldp.register_model("test-no-config", tiny={"width": 1}, input_kind="dp")(factory)
+    assert not {"test-bad-tiny", "test-bad-default", "test-no-config"} & set(ldp.list_models())
+
+
+def test_model_without_options_takes_no_overrides(monkeypatch):
+    monkeypatch.setattr(ldp.registry, "_MODELS", dict(ldp.registry._MODELS))
+    ldp.register_model("test-no-options", input_kind="dp")(lambda: torch.nn.Conv2d(6, 3, 1))
+    assert isinstance(ldp.build_model("test-no-options", tiny=True), torch.nn.Conv2d)
+    with pytest.raises(ConfigError, match=r"^model_overrides\.width: unknown key \(model 'test-no-options'"):
+        ldp.build_model("test-no-options", width=3)
+
+
+def test_every_baseline_module_is_imported_by_the_package():
+    """baselines/__init__.py is the one place a new baseline is added; a module missing there registers nothing."""
+    import baselines
+
+    folder = Path(baselines.__file__).parent
+    modules = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    assert modules, folder
+    missing = [m for m in modules if f"baselines.{m}" not in sys.modules]
+    assert not missing, f"add {missing} to the import in baselines/__init__.py"
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -1,24 +1,24 @@
 """Copy-me skeleton for a new baseline (docs/adding-a-baseline.md). This folder has no ``__init__.py``: it is not
 imported by ``baselines`` and registers nothing until you copy the file and import it.
 
-Steps: copy to ``baselines/<your_net>.py``, rename ``my-net``/``MyNet``, write the real network, add
-``from baselines import <your_net>`` to ``baselines/__init__.py``, add a parity test if official code exists.
+Steps: copy to ``baselines/<your_net>.py``, rename ``my-net``/``MyNet``, write the real network, add ``<your_net>``
+to the one import line in ``baselines/__init__.py``, add a parity test if official code exists.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ldp.config import from_dict
 from ldp.registry import register_model
 
 
 @dataclass(frozen=True)
 class MyNetConfig:
-    """Constructor options; the defaults are the paper's full configuration (``build_model("my-net")``)."""
+    """Build options (``build_model("my-net", width=16)``; an unknown key is an error). Make the defaults the
+    paper's configuration where it gives one, and say so in the docs where it is your own choice."""
 
     in_channels: int = 6
     width: int = 32
@@ -31,14 +31,15 @@ class MyNet(nn.Module):
     # Parameters kept only so official checkpoints load strictly but never used in forward (fnmatch patterns).
     UNUSED_PARAMETERS: tuple[str, ...] = ()
 
-    def __init__(self, in_channels: int, width: int, depth: int):
+    def __init__(self, config: MyNetConfig):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, padding=1)]
-        for _ in range(depth - 1):
+        width = config.width
+        layers: list[nn.Module] = [nn.Conv2d(config.in_channels, width, 3, padding=1)]
+        for _ in range(config.depth - 1):
             layers += [nn.GELU(), nn.Conv2d(width, width, 3, padding=1)]
         layers += [nn.GELU(), nn.Conv2d(width, 3, 3, padding=1)]
         self.body = nn.Sequential(*layers)
-        self.in_channels = in_channels
+        self.in_channels = config.in_channels
         self.size_multiple = 1  # tile sizes must be multiples of this; any H, W works for whole-image forward
 
     # Optional hook for ldp.checkpoint.load_weights (the project's only loader): convert an official state dict
@@ -52,18 +53,13 @@ class MyNet(nn.Module):
         return base + self.body(x)
 
 
-# ``tiny=True``: a config that runs forward+backward on 2x?x32x48 in well under a second on one CPU core.
-TINY_OVERRIDES = dict(width=8, depth=2)
-
-
 @register_model(
     "my-net",
+    config=MyNetConfig,  # build_model("my-net", **overrides) merges overrides onto it strictly
+    tiny=dict(width=8, depth=2),  # tiny=True: runs forward+backward on 2x?x32x48 well under a second on one core
     input_kind="dp",  # "dp" (6 ch), "dp+blurmap" (9 ch) or "combined" (3 ch); see ldp.models.inputs.make_input
     inference="whole",  # or "tiled" when the official test procedure tiles
-    ldp_losses=False,  # True if its training recipe uses the LDP blur-weighting/blur-aware losses
     description="Toy DP baseline from the template (replace me)",
 )
-def my_net(tiny: bool = False, **overrides) -> MyNet:
-    merged = {**(TINY_OVERRIDES if tiny else {}), **overrides}
-    config = from_dict(MyNetConfig, merged, "build_model('my-net') overrides")  # unknown keys -> ConfigError
-    return MyNet(**asdict(config))
+def my_net(config: MyNetConfig) -> MyNet:
+    return MyNet(config)

@@ -30,7 +30,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ldp.config import from_dict
 from ldp.models.nafnet import LayerNorm2d, NAFNet
 from ldp.registry import register_model
 
@@ -198,43 +197,33 @@ class LDP(nn.Module):
 
 SMALL = dict(inner=dict(width=32, middle_blk_num=2, enc_blk_nums=(2, 2, 2, 2), dec_blk_nums=(2, 2, 2, 2)))
 # Paper: 19.6 M params, encoder [4,4,8,8], decoder [8,8,4,4], middle count not given. Middle 5 gives 20,370,049
-# (+0.77 M), middle 4 gives 18,518,145 (-1.08 M): 5 is the closest integer (docs/models.md).
+# (+0.77 M), middle 4 gives 18,518,145 (-1.08 M): 5 is the closest integer, our choice (docs/models.md).
 LARGE = dict(inner=dict(width=32, middle_blk_num=5, enc_blk_nums=(4, 4, 8, 8), dec_blk_nums=(8, 8, 4, 4)))
 # ``tiny=True``: fast CPU config with the real attention (dim must stay 32) and a one-level inner NAFNet.
-TINY_OVERRIDES = dict(inner=dict(width=32, middle_blk_num=1, enc_blk_nums=(1,), dec_blk_nums=(1,)))
-
-
-def build_ldp(config: LDPConfig) -> LDP:
-    return LDP(config)
-
-
-def _config(name: str, defaults: dict, tiny: bool, overrides: dict) -> LDPConfig:
-    merged = {**defaults, **(TINY_OVERRIDES if tiny else {})}
-    for key, value in overrides.items():
-        if key == "inner" and isinstance(value, dict):
-            merged["inner"] = {**merged.get("inner", {}), **value}  # a partial inner override keeps the rest
-        else:
-            merged[key] = value
-    return from_dict(LDPConfig, merged, f"build_model({name!r}) overrides")
+TINY = dict(inner=dict(width=32, middle_blk_num=1, enc_blk_nums=(1,), dec_blk_nums=(1,)))
 
 
 @register_model(
     "ldp-small",
+    config=LDPConfig,
+    defaults=SMALL,
+    tiny=TINY,
     input_kind="dp+blurmap",
     inference="whole",
-    ldp_losses=True,
     description="LDP-Small as released (7.62 M): one BPA block, NAFNet core enc/dec [2,2,2,2], middle 2",
 )
-def ldp_small(tiny: bool = False, **overrides) -> LDP:
-    return build_ldp(_config("ldp-small", SMALL, tiny, overrides))
+def ldp_small(config: LDPConfig) -> LDP:
+    return LDP(config)
 
 
 @register_model(
     "ldp-large",
+    config=LDPConfig,
+    defaults=LARGE,
+    tiny=TINY,
     input_kind="dp+blurmap",
     inference="whole",
-    ldp_losses=True,
     description="LDP-Large (20.37 M; paper 19.6 M): enc [4,4,8,8], middle 5 (our choice), dec [8,8,4,4]",
 )
-def ldp_large(tiny: bool = False, **overrides) -> LDP:
-    return build_ldp(_config("ldp-large", LARGE, tiny, overrides))
+def ldp_large(config: LDPConfig) -> LDP:
+    return LDP(config)
