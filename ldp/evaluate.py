@@ -189,14 +189,25 @@ def restore(
     mode: str,
     tile: int,
     overlap: int,
+    *,
+    label: str = "the input",
 ) -> torch.Tensor:
-    """Run the model on one full-resolution pair (whole or tiled) and clamp to [0, 1]."""
+    """Run the model on one full-resolution pair (whole or tiled) and clamp to [0, 1].
+
+    A NaN or Inf anywhere in the raw output raises :class:`EvaluationError` naming ``label`` (the image and the
+    weights): clamping would turn an Inf into a plausible pixel and a NaN into metrics that are quietly missing.
+    """
     from ldp.models.inputs import make_input
     from ldp.models.tiling import infer
 
     x = make_input(input_kind, left, right, blurmap)
     with torch.inference_mode():
-        return infer(model, x, mode=mode, tile=tile, overlap=overlap).float().clamp(0.0, 1.0)
+        out = infer(model, x, mode=mode, tile=tile, overlap=overlap).float()
+    bad = int((~torch.isfinite(out)).sum())
+    if bad:
+        raise EvaluationError(f"{label}: the model output has {bad} NaN/Inf values (of {out.numel()}); the weights "
+                              "are broken or do not fit this model")
+    return out.clamp(0.0, 1.0)
 
 
 def summarize(per_image: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
@@ -298,9 +309,11 @@ def evaluate(
                 left = right = to_batch(scene["combined"], device)  # (V + V) / 2 = V
             bmap = load_blurmap_tensor(blurmap_dir, row["scene"], (h, w), device) if use_blurmap else None
 
+            source = root / (row["left"] or row["combined"] or row["target"])
             _sync(device)
             t0 = time.perf_counter()
-            pred = restore(model, spec.input_kind, left, right, bmap, mode, cfg.tile, cfg.overlap)
+            pred = restore(model, spec.input_kind, left, right, bmap, mode, cfg.tile, cfg.overlap,
+                           label=f"scene {row['scene']} ({source}), weights {weights or RANDOM_INIT}")
             _sync(device)
             t1 = time.perf_counter()
             if pred.shape != target.shape:
