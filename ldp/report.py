@@ -5,12 +5,28 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ldp.fsutil import atomic_dir
+from ldp.stats import paired_bootstrap_diff, read_per_image
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """params.yaml section ``report``: the notebooks rendered (paths from the repo root) and a per-cell timeout."""
+
+    notebooks: tuple[str, ...] = (
+        "notebooks/01-main-table.ipynb",
+        "notebooks/02-ablations.ipynb",
+        "notebooks/03-complexity.ipynb",
+        "notebooks/04-figures.ipynb",
+    )
+    timeout_s: int = 600
+
 
 TABLE_COLUMNS = ["label", "paper_psnr", "psnr", "psnr_ci_lo", "psnr_ci_hi", "diff_psnr",
                  "paper_ssim", "ssim", "diff_ssim", "paper_mae", "mae", "diff_mae",
@@ -46,21 +62,14 @@ def show_table(df: pd.DataFrame) -> None:
     display(df[cols].style.format(precision=3, na_rep="–").hide(axis="index"))
 
 
-def _per_image(results: Path, experiment: str) -> pd.DataFrame:
-    return pd.read_csv(Path(results) / "eval" / experiment / "per_image.csv")
-
-
 def paired_differences(results: Path, df: pd.DataFrame, metric: str = "psnr", n: int = 2000) -> pd.DataFrame:
     """Paired-bootstrap CI of (row − first row) on the same images, for each later row of a table."""
-    from ldp.evaluate import paired_bootstrap_diff
-
     if len(df) < 2:
         return pd.DataFrame()
-    ref = df.iloc[0]["experiment"]
-    base = _per_image(results, ref)
+    base = read_per_image(Path(results) / "eval" / df.iloc[0]["experiment"])
     rows = []
     for _, r in df.iloc[1:].iterrows():
-        other = _per_image(results, r["experiment"])
+        other = read_per_image(Path(results) / "eval" / r["experiment"])
         res = paired_bootstrap_diff(other, base, metric=metric, n=n, seed=0)
         rows.append({"row": r["label"], "minus": df.iloc[0]["label"], **res})
     return pd.DataFrame(rows)
@@ -139,3 +148,18 @@ def render_notebooks(notebooks: list[Path], out_dir: Path, parameters: dict[str,
                                        kernel_name="python3", progress_bar=False, execution_timeout=timeout)
             body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
             executed.with_suffix(".html").write_text(body)
+
+
+def check_notebooks(cfg: ReportConfig, where: str) -> None:
+    """Every notebook of ``report.notebooks`` exists (``where``: the params file, for the message)."""
+    if cfg.timeout_s <= 0:
+        raise ValueError(f"{where}:report.timeout_s: must be positive, got {cfg.timeout_s}")
+    for i, path in enumerate(cfg.notebooks):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{where}:report.notebooks[{i}]: {path} not found")
+
+
+def render_report(cfg: ReportConfig, results: Path) -> None:
+    """Render ``cfg.notebooks`` into ``results/report``, each reading the results folder ``results``."""
+    render_notebooks([Path(p) for p in cfg.notebooks], Path(results) / "report",
+                     {"results_dir": str(Path(results).resolve())}, timeout=cfg.timeout_s)

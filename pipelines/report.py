@@ -1,32 +1,24 @@
-"""Stage `report`: execute the result notebooks headless into results/report/ (.ipynb and .html)."""
+"""Stage `report`: execute the result notebooks headless into results/report/ (.ipynb and .html).
 
-from dataclasses import dataclass
-from pathlib import Path
+Reads params `report`."""
 
-from ldp.config import section
-from ldp.report import render_notebooks
-from pipelines.common import RESULTS, run_stage
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    notebooks: tuple[str, ...] = (
-        "notebooks/01-main-table.ipynb",
-        "notebooks/02-ablations.ipynb",
-        "notebooks/03-complexity.ipynb",
-        "notebooks/04-figures.ipynb",
-    )
-    timeout_s: int = 600
+from ldp.config import section, where_of
+from ldp.report import ReportConfig, check_notebooks, render_report
+from ldp.runs import Layout
+from pipelines.common import run_stage
 
 
-def main(params: dict, argv: list[str]) -> None:
+def configure(params, argv) -> ReportConfig:
+    if argv:
+        raise ValueError("usage: python -m pipelines.report [--params FILE]")
     cfg = section(params, "report", ReportConfig)
-    paths = [Path(p) for p in cfg.notebooks]
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"params.yaml:report.notebooks: {p} not found")
-    render_notebooks(paths, RESULTS / "report", {"results_dir": str(RESULTS.resolve())}, timeout=cfg.timeout_s)
+    check_notebooks(cfg, where_of(params))
+    return cfg
+
+
+def run(cfg: ReportConfig) -> None:
+    render_report(cfg, Layout().results)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(configure, run)
