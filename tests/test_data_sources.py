@@ -106,10 +106,16 @@ def test_portrait_frames_are_kept(tmp_path):
     assert sizes == {"land": (12, 20), "port": (20, 12)}
 
 
-def test_existing_manifest_root_is_used_as_is(tmp_path):
+def test_a_root_with_a_manifest_becomes_the_output_dataset(tmp_path):
     make_dpdd(tmp_path / "d")
     first = prepare_dataset(DataConfig(source="dpdd", root=str(tmp_path / "d")), tmp_path / "o")
-    assert prepare_dataset(DataConfig(source="dpdd", root=str(first)), tmp_path / "o2") == first
+    second = prepare_dataset(DataConfig(source="dpdd", root=str(first)), tmp_path / "o2")
+    assert second == tmp_path / "o2" and (second / "manifest.csv").is_file() and (second / "source.json").is_file()
+    a, b = load_manifest(first), load_manifest(second)
+    assert list(a["scene"]) == list(b["scene"])
+    for ra, rb in zip(a.to_dict("records"), b.to_dict("records"), strict=True):
+        assert (first / ra["left"]).resolve() == (second / rb["left"]).resolve()
+    assert prepare_dataset(DataConfig(source="dpdd", root=str(first)), tmp_path / "o2") == second  # up to date
 
 
 def test_folder_source_with_and_without_target(tmp_path):

@@ -27,10 +27,21 @@ import numpy as np
 from tqdm import tqdm
 
 from ldp.config import ConfigError, from_dict, load_params, section
-from ldp.data.download import ChecksumError, DownloadError, RemoteFile, fetch, safe_extract
+from ldp.data.download import (
+    DEADLINE_S,
+    MAX_RATIO,
+    MAX_UNPACKED_BYTES,
+    STALL_S,
+    ChecksumError,
+    DownloadDeadlineError,
+    DownloadError,
+    RemoteFile,
+    fetch,
+    safe_extract,
+)
 from ldp.data.manifest import MANIFEST_NAME, write_manifest
 from ldp.fsutil import atomic_dir
-from ldp.imageio import ImageReadError, bit_depth, read_image_raw
+from ldp.imageio import ImageReadError, bit_depth, depth_mismatch, read_image_raw, size_mismatch, too_small
 
 LAYOUT_DIR = "dd_dp_dataset_canon"
 SPLITS = ("train", "val", "test")
@@ -87,12 +98,19 @@ class DataConfig:
     source: Literal["synthetic", "dpdd", "dpd_disp", "folder"] = "synthetic"
     root: str = ""  # an existing copy (folder or downloaded archive): skips the download
     download_dir: str = "data/downloads"
+    download_deadline_s: float = DEADLINE_S  # one download (all its mirrors); the partial data is kept past it
+    download_stall_s: float = STALL_S  # read timeout: a server silent this long is resumed
+    extract_max_bytes: int = MAX_UNPACKED_BYTES  # total unpacked bytes an archive may hold
+    extract_max_ratio: float = MAX_RATIO  # unpacked bytes per archive byte
     synthetic: dict[str, Any] = field(default_factory=dict)  # checked against ldp.data.synthetic.SyntheticConfig
     dpdd: DpddConfig = field(default_factory=DpddConfig)
     dpd_disp: DpdDispConfig = field(default_factory=DpdDispConfig)
     folder: FolderConfig = field(default_factory=FolderConfig)
 
     def __post_init__(self):
+        for key in ("download_deadline_s", "download_stall_s", "extract_max_bytes", "extract_max_ratio"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"params.yaml:data.{key}: must be positive, got {getattr(self, key)!r}")
         if self.source == "synthetic" or self.synthetic:
             self.synthetic_config()  # unknown keys fail at load time, naming params.yaml:data.synthetic.<key>
 
@@ -378,7 +396,8 @@ def validate_rows(rows: list[dict], workers: int | None = None, progress: bool =
     """Decode every image once (catches truncated/corrupt files); check sizes and bit depths.
 
     Adds ``height``, ``width``, ``bit_depth`` to each row. Portrait and landscape frames may be mixed; within
-    a scene all images share one size, and the whole dataset shares one bit depth.
+    a scene all images share one size, no side is below :data:`ldp.imageio.MIN_SIDE`, and the whole dataset
+    shares one bit depth.
     """
     if not rows:
         raise DatasetError("no scenes found (empty folder?)")
@@ -392,15 +411,12 @@ def validate_rows(rows: list[dict], workers: int | None = None, progress: bool =
                                                                                               strict=True)}
     first_depth: tuple[int, Path] | None = None
     for (i, _col, path), (h, w, depth) in zip(jobs, probes, strict=True):
-        row = rows[i]
         lh, lw, _ = info[(i, "left")]
-        if (h, w) != (lh, lw):
-            raise DatasetError(f"{path}: size {w}x{h} differs from the left view {row['left']} ({lw}x{lh})")
-        if first_depth is None:
-            first_depth = (depth, path)
-        elif depth != first_depth[0]:
-            raise DatasetError(f"{path}: {depth}-bit, but {first_depth[1]} is {first_depth[0]}-bit "
-                               "(mixed bit depths in one dataset)")
+        first_depth = first_depth or (depth, path)
+        problem = (too_small(path, (h, w)) or size_mismatch(path, (h, w), f"the left view {rows[i]['left']}", (lh, lw))
+                   or depth_mismatch(path, depth, first_depth[1], first_depth[0]))
+        if problem:
+            raise DatasetError(problem)
     for i, row in enumerate(rows):
         row["height"], row["width"], row["bit_depth"] = info[(i, "left")]
         if row.get("defocus"):
@@ -494,8 +510,8 @@ def _fetch_archive(cfg: DataConfig) -> Path:
     remotes = _remotes(cfg)
     for remote, what in remotes:
         try:
-            archive = fetch(remote, download_dir)
-        except ChecksumError:
+            archive = fetch(remote, download_dir, deadline_s=cfg.download_deadline_s, stall_s=cfg.download_stall_s)
+        except (ChecksumError, DownloadDeadlineError):
             raise
         except DownloadError as exc:
             reasons.append(str(exc).split(". To supply")[0])
@@ -529,10 +545,18 @@ def prepare_dataset(cfg: DataConfig, out_root: str | Path) -> Path:
     root = Path(cfg.root).expanduser() if cfg.root else None
     if root is not None and not root.exists():
         raise DatasetError(f"params.yaml:data.root: {root} does not exist")
-    if root is not None and root.is_dir() and (root / MANIFEST_NAME).is_file():
-        return root
     if (done := _existing_output(out_root, cfg)) is not None:
         return done
+    if root is not None and root.is_dir() and (root / MANIFEST_NAME).is_file():
+        # A prepared dataset: its manifest, re-pointed at its files, becomes out_root's (the later stages read it).
+        from ldp.data.manifest import load_manifest
+
+        rows = [{**r, **{c: str(root / r[c]) if r[c] else "" for c in ("left", "right", "target", "combined",
+                                                                       "defocus")}}
+                for r in load_manifest(root).to_dict("records")]
+        with atomic_dir(out_root, "build") as build:
+            _finish(build, validate_rows(rows), cfg, rel_to=out_root.parent.resolve() / out_root.name)
+        return out_root
     if cfg.source == "folder" or (root is not None and root.is_dir()):
         base = root if root is not None else Path(".")
         rows = validate_rows(_index(cfg, base))
@@ -542,7 +566,7 @@ def prepare_dataset(cfg: DataConfig, out_root: str | Path) -> Path:
 
     archive = root if root is not None else _fetch_archive(cfg)
     with atomic_dir(out_root, "build") as build:
-        raw = safe_extract(archive, build / "raw")
+        raw = safe_extract(archive, build / "raw", max_bytes=cfg.extract_max_bytes, max_ratio=cfg.extract_max_ratio)
         rows = validate_rows(_index(cfg, raw))
         rows = _move_into_layout(rows, build)
         _finish(build, rows, cfg, rel_to=build)
