@@ -9,6 +9,8 @@
   anything else) or a logging call fails later, it warns once, stops calling MLflow, and records
   ``"tracked": false`` and the reason in ``<out_dir>/tracking.json``. The run itself goes on; its results are on
   disk anyway.
+* ``Tracker(..., run_id=...)`` continues an existing run (a resumed training is one MLflow run). A new sqlite
+  store is created under an inter-process lock, in a temp file moved into place (:func:`ensure_sqlite_store`).
 
 Start the UI (local store) with::
 
@@ -21,7 +23,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -43,10 +44,6 @@ HTTP_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUES
                      "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 TRACKING_RECORD = "tracking.json"
 MAX_PARAM_CHARS = 6000
-
-
-class TrackingUnavailable(RuntimeError):
-    """The tracking store could not be reached."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -87,13 +84,44 @@ def local_artifact_location(uri: str, experiment: str) -> str | None:
     MLflow's default for a sqlite store is ``./mlruns`` relative to the *working directory* at experiment
     creation, which would put artifacts inside a ``dvc exp`` temporary copy. Servers choose their own (None).
     """
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+    return (path.resolve().parent / "mlruns" / safe).as_uri()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other stores and in-memory sqlite)."""
     if not uri.startswith("sqlite:///"):
         return None
     path = uri[len("sqlite:///"):]
-    if not path or path == ":memory:":
-        return None
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
-    return (Path(path).resolve().parent / "mlruns" / safe).as_uri()
+    return Path(path) if path and path != ":memory:" else None
+
+
+def ensure_sqlite_store(db: Path) -> None:
+    """Create the MLflow tables of a new sqlite store safely when several processes start at once.
+
+    Under an inter-process lock beside the db, a missing store is built in a temp file and moved into place, so
+    no process ever sees (or leaves behind) a half-migrated store; an existing store is left alone.
+    """
+    from ldp.filelock import exclusive_lock
+
+    with exclusive_lock(db.with_name(f".{db.name}.lock"), wait=True):
+        if db.is_file() and db.stat().st_size > 0:
+            return
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        tmp = db.with_name(f".{db.name}.{os.getpid()}.init.tmp")
+        tmp.unlink(missing_ok=True)
+        tmp_uri = f"sqlite:///{tmp}"
+        try:
+            store = SqlAlchemyStore(tmp_uri, (db.parent / "mlruns").resolve().as_uri())
+            store.engine.dispose()
+            SqlAlchemyStore._engine_map.pop(tmp_uri, None)  # MLflow caches one engine per URI
+            os.replace(tmp, db)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def redact_uri(uri: str) -> str:
@@ -107,10 +135,13 @@ def redact_uri(uri: str) -> str:
     return uri
 
 
-def run_name(model: str, variant: str | None = None, dvc_exp: str | None = None) -> str:
-    """``<model>[-<variant>][@<DVC experiment>]``; the DVC name defaults to ``$DVC_EXP_NAME``."""
+def run_name(model: str, variant: str | None = None, dvc_exp: str | None = None, *, stage: str | None = None) -> str:
+    """``<model>[-<variant>][:<stage>][@<DVC experiment>]``; the DVC name defaults to ``$DVC_EXP_NAME``.
+
+    ``stage`` (``train``, ``evaluate``) keeps the runs of one experiment apart, e.g. ``ldp-small:train@exp-3f2a1``.
+    """
     dvc_exp = dvc_exp if dvc_exp is not None else os.environ.get("DVC_EXP_NAME", "")
-    name = model + (f"-{variant}" if variant else "")
+    name = model + (f"-{variant}" if variant else "") + (f":{stage}" if stage else "")
     return name + (f"@{dvc_exp}" if dvc_exp else "")
 
 
@@ -192,10 +223,10 @@ def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
             return f"{redact_uri(url)} unreachable: {reason}"
         return None
     if scheme == "sqlite":
-        path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
-        if not path or path == ":memory:":
+        path = sqlite_path(uri)
+        if path is None:
             return None
-        parent = Path(path).parent
+        parent = path.parent
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             return f"sqlite store folder {parent} does not exist or is not writable"
         return None
@@ -242,7 +273,9 @@ class Tracker:
         out_dir: str | Path | None = None,
         enabled: bool = True,
         probe_timeout: float = PROBE_TIMEOUT_S,
+        run_id: str | None = None,
     ):
+        self.resume_run_id = run_id
         self.params = flatten_params(cfg)
         self.experiment = experiment
         self.run_name = run_name
@@ -277,7 +310,12 @@ class Tracker:
         try:
             from mlflow.tracking import MlflowClient
 
+            db = sqlite_path(self.uri)
+            if db is not None:
+                ensure_sqlite_store(db)
             self._client = MlflowClient(tracking_uri=self.uri)
+            if self.resume_run_id and self._resume(self.resume_run_id):
+                return self
             exp = self._client.get_experiment_by_name(self.experiment)
             if exp is None:
                 self.experiment_id = self._client.create_experiment(
@@ -293,9 +331,25 @@ class Tracker:
         self.log_params(self.params)
         return self
 
+    def _resume(self, run_id: str) -> bool:
+        """Continue the run ``run_id`` (a killed or interrupted training): RUNNING again, params kept as logged."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = self._client.get_run(run_id)
+        except MlflowException as exc:
+            warnings.warn(f"MLflow run {run_id} cannot be resumed ({exc}); starting a new run", RuntimeWarning,
+                          stacklevel=3)
+            return False
+        self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
+        self._client.update_run(run_id, status="RUNNING")
+        self.active = True
+        self.set_tags({**self.tags, "resumed": int(run.data.tags.get("resumed", "0")) + 1})
+        return True
+
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            self._status = "KILLED" if exc_type is KeyboardInterrupt else "FAILED"
+            self._status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"  # SIGINT, SIGTERM
         if self.active:
             self._call(self._client.set_terminated, self.run_id, status=self._status)
         self.active = False
@@ -343,15 +397,6 @@ class Tracker:
         fn = self._client.log_artifacts if path.is_dir() else self._client.log_artifact
         if self._call(fn, self.run_id, str(path), artifact_path):
             self.logged["artifacts"] += 1
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        if not self.active:
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / Path(artifact_file).name
-            path.write_text(text)
-            parent = str(Path(artifact_file).parent)
-            self.log_artifact(path, None if parent in ("", ".") else parent)
 
     def log_model(self, model, name: str = "model") -> None:
         """Log the final model through ``mlflow.pytorch.log_model`` (pip requirements pinned, no inference)."""

@@ -11,7 +11,7 @@ import torch
 
 from ldp.blurmap.io import write_meta
 from ldp.data.manifest import write_manifest
-from ldp.data.sampler import DPImageDataset, DPPatchDataset, ResumableSampler, _to_float, to_unit_float
+from ldp.data.sampler import DPImageDataset, DPPatchDataset, ShardedBatchSampler, _to_float, to_unit_float
 from ldp.data.sources import DatasetError
 from ldp.imageio import read_image, write_image
 
@@ -108,15 +108,26 @@ def test_deterministic_per_seed_and_index(root, tmp_path):
     # every epoch visits every scene once, in a seed-dependent order
     for epoch in range(3):
         assert sorted(a.sample_params(epoch * 3 + k)[0] for k in range(3)) == [0, 1, 2]
-    assert list(ResumableSampler(4, start=8)) == [8, 9, 10, 11]
     assert len(a) == 3 and len(DPPatchDataset(root, "train", 16, patches_per_image=5, progress=False)) == 15
+
+
+def test_sharded_sampler_matches_single_process_batches():
+    single = ShardedBatchSampler(4, steps=5, base=100)
+    ranks = [ShardedBatchSampler(2, steps=5, base=100, rank=r, world=2) for r in range(2)]
+    for step, batch in enumerate(single):
+        assert sorted(ranks[0].indices_for_step(step) + ranks[1].indices_for_step(step)) == batch
+    resumed = ShardedBatchSampler(4, steps=5, base=100, start_step=3)
+    assert list(resumed) == list(single)[3:]
+    assert len(resumed) == 2
 
 
 def test_worker_pickling_and_dataloader(root):
     ds = DPPatchDataset(root, "train", 16, seed=1, progress=False)
     ds[0]  # opens memmaps in this process
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, sampler=ResumableSampler(8, start=4), num_workers=0)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=ShardedBatchSampler(4, steps=3, start_step=1),
+                                         num_workers=0)
     batches = list(loader)
+    assert len(batches) == 2
     assert batches[0]["left"].shape == (4, 3, 16, 16)
     assert torch.equal(batches[1]["right"][2], ds[10]["right"])
     clone = pickle.loads(pickle.dumps(ds))

@@ -1,10 +1,15 @@
-"""ldp.train: config merging, LR schedule, sampler sharding, outputs, SIGKILL resume identity and DDP on gloo."""
+"""ldp.train: config merging, LR schedule, outputs, SIGKILL resume identity and DDP on gloo.
+
+The run lifecycle (checks before any file, the partial folder, lock, SIGTERM, MLflow resume) is in
+tests/test_run_lifecycle.py.
+"""
 
 import csv
 import json
 import math
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import time
@@ -16,7 +21,7 @@ import torch
 
 from ldp import build_model
 from ldp.checkpoint import CheckpointError, load_weights, safe_load
-from ldp.config import ConfigError
+from ldp.config import ConfigError, merge_overrides
 from ldp.data.manifest import write_manifest
 from ldp.imageio import write_image
 from ldp.train import (
@@ -24,13 +29,12 @@ from ldp.train import (
     LRFactor,
     OptimConfig,
     ScheduleConfig,
-    ShardedBatchSampler,
     TrainConfig,
     ValConfig,
     lr_at,
-    merge_overrides,
+    partial_dir,
     phases,
-    train,
+    run_training,
     train_config,
 )
 
@@ -151,16 +155,6 @@ def test_lr_schedule_shape():
         [2.0 * 0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(4)])
 
 
-def test_sharded_sampler_matches_single_process_batches():
-    single = ShardedBatchSampler(4, steps=5, base=100)
-    ranks = [ShardedBatchSampler(2, steps=5, base=100, rank=r, world=2) for r in range(2)]
-    for step, batch in enumerate(single):
-        assert sorted(ranks[0].indices_for_step(step) + ranks[1].indices_for_step(step)) == batch
-    resumed = ShardedBatchSampler(4, steps=5, base=100, start_step=3)
-    assert list(resumed) == list(single)[3:]
-    assert len(resumed) == 2
-
-
 @pytest.fixture(scope="module")
 def blurmaps(dataset) -> Path:
     from ldp.blurmap.io import save_blurmap, write_meta
@@ -198,7 +192,7 @@ def test_every_registered_model_trains(name, dataset, blurmaps, tmp_path):
     loss = LossConfig(charbonnier=1.0, bwl=0.5) if needs_map else LossConfig()
     cfg = tiny_cfg(iters=2, batch_size=1, checkpoint_every=0, loss=loss, val=ValConfig(every=0, crop=32, samples=1))
     out = tmp_path / name
-    summary = train(cfg, name, dataset, out, blurmap_dir=blurmaps if needs_map else None)
+    summary = run_training(cfg, name, dataset, out, blurmap_dir=blurmaps if needs_map else None)
     assert summary["iterations_this_run"] == 2
     rows = list(csv.DictReader((out / "train_log.csv").open()))
     assert len(rows) == 2 and all(math.isfinite(float(r["total"])) for r in rows)
@@ -207,15 +201,17 @@ def test_every_registered_model_trains(name, dataset, blurmaps, tmp_path):
     load_weights(build_model(name, tiny=True), out / "model.pt")
     if needs_map:
         with pytest.raises(ConfigError, match="takes a blur map as input"):
-            train(cfg, name, dataset, tmp_path / "nomap")
+            run_training(cfg, name, dataset, tmp_path / "nomap")
 
 
 def test_train_writes_outputs_and_learns(dataset, tmp_path):
     out = tmp_path / "run"
     cfg = tiny_cfg(iters=12, val=ValConfig(every=4, crop=32, samples=1))
-    summary = train(cfg, MODEL, dataset, out)
+    summary = run_training(cfg, MODEL, dataset, out, record={"experiment": "x", "model": MODEL})
     for name in ("last.pt", "model.pt", "train_log.csv", "val_log.csv", "train_summary.json", "model_summary.txt"):
         assert (out / name).is_file(), name
+    assert json.loads((out / "config.json").read_text()) == {"experiment": "x", "model": MODEL}
+    assert not partial_dir(out).exists() and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     rows = list(csv.DictReader((out / "train_log.csv").open()))
     assert [int(r["iter"]) for r in rows] == list(range(1, 13))
     assert {"iter", "lr", "total", "patch", "batch"} <= set(rows[0])
@@ -236,11 +232,11 @@ def test_train_writes_outputs_and_learns(dataset, tmp_path):
         "val00_input.png", "val00_output.png", "val00_target.png"]
 
 
-def test_progressive_ema_and_resume_guards(dataset, tmp_path):
+def test_progressive_and_ema(dataset, tmp_path):
     out = tmp_path / "prog"
     cfg = tiny_cfg(iters=5, progressive=((2, 24, 3), (3, 32, 2)), ema=EMAConfig(enabled=True, decay=0.5),
                    val=ValConfig(every=0, crop=32, samples=0))
-    train(cfg, MODEL, dataset, out)
+    run_training(cfg, MODEL, dataset, out)
     rows = list(csv.DictReader((out / "train_log.csv").open()))
     assert [(r["patch"], r["batch"]) for r in rows] == [("24", "3")] * 2 + [("32", "2")] * 3
     ckpt = state_of(out / "last.pt")
@@ -248,31 +244,24 @@ def test_progressive_ema_and_resume_guards(dataset, tmp_path):
     final = state_of(out / "model.pt")
     assert_identical(final, ckpt["ema"])  # model.pt holds the EMA weights when EMA is on
     assert any(not torch.equal(final[k], ckpt["model"][k]) for k in final)
-    # A finished run resumes as a no-op; a changed config refuses to resume into the same folder.
-    again = train(cfg, MODEL, dataset, out)
-    assert again["iterations_this_run"] == 0 and again["resumed_from"] == 5
-    with pytest.raises(CheckpointError, match=r"train\.optim\.lr"):
-        train(tiny_cfg(iters=5, progressive=cfg.progressive, ema=cfg.ema, val=cfg.val,
-                       optim=OptimConfig(lr=1e-2)), MODEL, dataset, out)
-    with pytest.raises(CheckpointError, match="is for model 'nafnet-dp'"):
-        train(cfg, "nafnet-gopro-w32", dataset, out)
 
 
-def _child(cfg: TrainConfig, root: Path, out: Path, slow: float = 0.0, env: dict | None = None) -> None:
+def _child(cfg: TrainConfig, root: Path, out: Path, slow: float = 0.0, env: dict | None = None,
+           open_tracker=None) -> None:
     """Body of a forked training process (fork: no second torch import, which costs 10+ s on a busy machine)."""
-    import ldp.train as T
+    from ldp.train.engine import Engine
 
     os.environ.update(env or {})
     if slow:  # slow the loop down so that the parent can kill it mid-run; the numbers are untouched
-        step = T.Engine.step
+        step = Engine.step
 
         def slow_step(self, batch):
             values = step(self, batch)
             time.sleep(slow)
             return values
 
-        T.Engine.step = slow_step
-    T.train(cfg, MODEL, root, out)
+        Engine.step = slow_step
+    run_training(cfg, MODEL, root, out, open_tracker=open_tracker)
 
 
 def _fork(target, *args) -> multiprocessing.process.BaseProcess:
@@ -285,29 +274,33 @@ def test_sigkill_and_resume_gives_identical_weights(dataset, tmp_path):
     cfg = tiny_cfg(iters=10, checkpoint_every=3, val=ValConfig(every=4, crop=32, samples=0))
     # Uninterrupted reference, in this process.
     ref_out = tmp_path / "ref"
-    train(cfg, MODEL, dataset, ref_out)
+    run_training(cfg, MODEL, dataset, ref_out)
     # The same run in another process, SIGKILLed after a checkpoint and before the end.
     out = tmp_path / "killed"
     proc = _fork(_child, cfg, dataset, out, 0.3)
 
-    def logged_iters() -> list[int]:
-        path = out / "train_log.csv"
+    work = partial_dir(out)  # where the run writes until it has finished
+
+    def logged_iters(folder: Path = work) -> list[int]:
+        path = folder / "train_log.csv"
         return [int(r["iter"]) for r in csv.DictReader(path.open())] if path.is_file() else []
 
     # Kill once a checkpoint exists and at least one more iteration has run after it (that work is lost).
     deadline = time.monotonic() + 120
-    while not ((out / "last.pt").is_file() and max(logged_iters(), default=0) > state_of(out / "last.pt")["iteration"]):
+    while not ((work / "last.pt").is_file()
+               and max(logged_iters(), default=0) > state_of(work / "last.pt")["iteration"]):
         assert proc.is_alive(), f"child exited early with code {proc.exitcode}"
         assert time.monotonic() < deadline, "no checkpoint within 120 s"
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.join(timeout=30)
     assert proc.exitcode == -signal.SIGKILL
-    killed_at = state_of(out / "last.pt")["iteration"]
+    killed_at = state_of(work / "last.pt")["iteration"]
     assert 3 <= killed_at < cfg.iters
     assert max(logged_iters()) > killed_at  # rows written after the checkpoint must be dropped on resume
+    assert not out.exists()  # nothing is in the output folder until the run has finished
     # Resume, in this process.
-    summary = train(cfg, MODEL, dataset, out)
+    summary = run_training(cfg, MODEL, dataset, out)
     assert summary["resumed_from"] == killed_at
     assert_identical(state_of(out / "model.pt"), state_of(ref_out / "model.pt"))
     ref_ckpt, ckpt = state_of(ref_out / "last.pt"), state_of(out / "last.pt")
@@ -315,7 +308,7 @@ def test_sigkill_and_resume_gives_identical_weights(dataset, tmp_path):
     assert ckpt["optimizer"]["state"].keys() == ref_ckpt["optimizer"]["state"].keys()
     for k, s in ref_ckpt["optimizer"]["state"].items():
         assert torch.equal(ckpt["optimizer"]["state"][k]["exp_avg_sq"], s["exp_avg_sq"])
-    assert logged_iters() == list(range(1, cfg.iters + 1))
+    assert logged_iters(out) == list(range(1, cfg.iters + 1))
     ref_rows = list(csv.DictReader((ref_out / "train_log.csv").open()))
     rows = list(csv.DictReader((out / "train_log.csv").open()))
     assert [r["total"] for r in rows] == [r["total"] for r in ref_rows]
@@ -348,11 +341,12 @@ def test_ddp_gloo_two_processes_match_one_process_with_double_batch(dataset, tmp
     ckpt = state_of(out / "last.pt")
     assert ckpt["world"] == 2 and len(ckpt["rng"]) == 2
     single = tmp_path / "single"
-    train(tiny_cfg(iters=4, batch_size=2, checkpoint_every=2, val=cfg.val), MODEL, dataset, single)
+    run_training(tiny_cfg(iters=4, batch_size=2, checkpoint_every=2, val=cfg.val), MODEL, dataset, single)
     ddp_w, one_w = state_of(out / "model.pt"), state_of(single / "model.pt")
     assert ddp_w.keys() == one_w.keys()
     for k in ddp_w:
         torch.testing.assert_close(ddp_w[k], one_w[k], rtol=1e-4, atol=1e-5, msg=k)
     # Resuming a 2-process checkpoint with one process is refused (the sample order would differ).
+    shutil.copytree(out, partial_dir(out))
     with pytest.raises(CheckpointError, match="2 process"):
-        train(cfg, MODEL, dataset, out)
+        run_training(cfg, MODEL, dataset, out)

@@ -8,7 +8,7 @@ turns a batch into float32 [0, 1] on its device with :func:`to_unit_float`. Full
 Determinism: the patch for dataset index ``i`` depends only on ``(seed, i)``: the scene is
 ``perm(seed, epoch)[i % n]`` with ``epoch = i // n`` and the crop/flips come from a SplitMix64 hash of ``(seed, i)``.
 Indices may go beyond ``len(dataset)`` (later epochs). A training loop that feeds global sample counters
-(``ResumableSampler(start=step * batch_size)``) therefore sees exactly the same patches after a resume.
+(:class:`ShardedBatchSampler`) therefore sees exactly the same patches after a resume.
 
 DP-aware augmentation: a horizontal flip mirrors the image, which swaps the roles of the two half-apertures,
 so the flipped left view becomes the right view and vice versa. Vertical flips keep L/R. No 90° rotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -261,15 +262,28 @@ class DPImageDataset(Dataset):
         return out
 
 
-class ResumableSampler(Sampler[int]):
-    """Yields the global sample indices ``start, start+1, ...``; resume with ``start = step * batch_size``."""
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Batches of global sample counters for one rank, fully determined by the step number.
 
-    def __init__(self, num_samples: int, start: int = 0):
-        self.num_samples = int(num_samples)
-        self.start = int(start)
+    ``DPPatchDataset`` item ``i`` depends only on ``(seed, i)`` (scene order per epoch, crop and flips), so the
+    sample stream is the counter ``0, 1, 2, ...``. Optimiser step ``k`` of a phase uses counters
+    ``base + [k*G, (k+1)*G)`` with ``G = world*batch`` and ``base`` the samples drawn by earlier phases; rank
+    ``r`` takes the ``r``-th block of ``batch``. Two ranks with batch ``b`` therefore see exactly the samples one
+    process with batch ``2b`` sees, and resuming is starting at a later step.
+    """
 
-    def __iter__(self):
-        return iter(range(self.start, self.start + self.num_samples))
+    def __init__(self, batch: int, steps: int, *, base: int = 0, rank: int = 0, world: int = 1,
+                 start_step: int = 0):
+        self.batch, self.steps, self.base = batch, steps, base
+        self.rank, self.world, self.start_step = rank, world, start_step
+
+    def indices_for_step(self, step: int) -> list[int]:
+        start = self.base + (step * self.world + self.rank) * self.batch
+        return list(range(start, start + self.batch))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start_step, self.steps):
+            yield self.indices_for_step(step)
 
     def __len__(self) -> int:
-        return self.num_samples
+        return max(0, self.steps - self.start_step)
