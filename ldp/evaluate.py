@@ -167,10 +167,9 @@ def blurmap_meta(blurmap_dir: str | Path | None) -> dict[str, Any]:
 
 
 def clip_weights_kind(meta: Mapping[str, Any]) -> str | None:
-    for key in ("weights_kind", "clip_weights", "weights"):
-        if isinstance(meta.get(key), str):
-            return meta[key]
-    return None
+    """The CLIP weights behind a blur-map set (its meta.json's ``weights_kind``; ``n/a`` for non-CLIP maps)."""
+    kind = meta.get("weights_kind")
+    return kind if isinstance(kind, str) else None
 
 
 def load_blurmap_tensor(blurmap_dir: str | Path, scene: str, size: tuple[int, int], device: torch.device):

@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from ldp.data.manifest import LAYOUT_DIR  # noqa: E402
 from ldp.imageio import ImageReadError, read_image  # noqa: E402
 
-CANON_DIR = "dd_dp_dataset_canon"
 TOLERANCE = {"psnr_combined_target": 2.0, "ssim_combined_target": 0.1, "psnr_left_right": 2.0}
 LABELS = {
     "psnr_combined_target": "PSNR(combined, target) dB",
@@ -45,7 +45,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def dpdd_scenes(root: str | Path, split: str = "test") -> list[dict[str, Path]]:
     """(left, right, combined, target) paths of every scene of ``split`` under a DPDD-layout root."""
-    base = Path(root) / CANON_DIR
+    base = Path(root) / LAYOUT_DIR
     source_dir = base / f"{split}_c" / "source"
     if not source_dir.is_dir():
         raise RealismInputError(f"{source_dir}: not found (expected the DPDD layout under {root})")

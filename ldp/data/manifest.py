@@ -20,6 +20,17 @@ COLUMNS = [
     "height", "width", "bit_depth",
 ]
 IMAGE_COLUMNS = ("left", "right", "target", "combined")
+# The DPDD folder layout every dataset root is written in (docs/data.md).
+LAYOUT_DIR = "dd_dp_dataset_canon"
+
+
+def layout_paths(split: str, scene: str, ext: str = ".png") -> dict[str, str]:
+    """Relative DPDD-layout paths of one scene's images (and its synthetic defocus map)."""
+    return {"left": f"{LAYOUT_DIR}/{split}_l/source/{scene}_L{ext}",
+            "right": f"{LAYOUT_DIR}/{split}_r/source/{scene}_R{ext}",
+            "combined": f"{LAYOUT_DIR}/{split}_c/source/{scene}{ext}",
+            "target": f"{LAYOUT_DIR}/{split}_c/target/{scene}{ext}",
+            "defocus": f"{LAYOUT_DIR}/{split}_c/defocus/{scene}.npy"}
 
 
 class ManifestError(ValueError):

@@ -9,15 +9,13 @@ renamed when complete). See docs/data.md.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
 import os
 import re
-import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +37,10 @@ from ldp.data.download import (
     fetch,
     safe_extract,
 )
-from ldp.data.manifest import MANIFEST_NAME, write_manifest
+from ldp.data.manifest import LAYOUT_DIR, MANIFEST_NAME, layout_paths, write_manifest
 from ldp.fsutil import atomic_dir
 from ldp.imageio import ImageReadError, bit_depth, depth_mismatch, read_image_raw, size_mismatch, too_small
 
-LAYOUT_DIR = "dd_dp_dataset_canon"
 SPLITS = ("train", "val", "test")
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -441,18 +438,10 @@ def _manifest_rows(rows: list[dict], rel_to: Path) -> list[dict]:
     return out
 
 
-def canonical_paths(row: dict, ext: str = ".png") -> dict[str, str]:
-    """Canonical relative paths of a row's images in the DPDD layout."""
-    s, n = row["split"], row["scene"]
-    return {"left": f"{LAYOUT_DIR}/{s}_l/source/{n}_L{ext}", "right": f"{LAYOUT_DIR}/{s}_r/source/{n}_R{ext}",
-            "combined": f"{LAYOUT_DIR}/{s}_c/source/{n}{ext}", "target": f"{LAYOUT_DIR}/{s}_c/target/{n}{ext}",
-            "defocus": f"{LAYOUT_DIR}/{s}_c/defocus/{n}.npy"}
-
-
 def _move_into_layout(rows: list[dict], build: Path) -> list[dict]:
     """Rename extracted files into the canonical layout inside ``build`` (same filesystem, no copies)."""
     for r in rows:
-        canon = canonical_paths(r, Path(r["left"]).suffix.lower())
+        canon = layout_paths(r["split"], r["scene"], Path(r["left"]).suffix.lower())
         for col in ("left", "right", "combined", "target", "defocus"):
             src = r.get(col)
             if not src:
@@ -571,24 +560,3 @@ def prepare_dataset(cfg: DataConfig, out_root: str | Path) -> Path:
         rows = _move_into_layout(rows, build)
         _finish(build, rows, cfg, rel_to=build)
     return out_root
-
-
-# --------------------------------------------------------------------------------------------------- CLI
-
-def main(argv: list[str] | None = None, prepare: Callable[[DataConfig, Path], Path] = prepare_dataset) -> int:
-    parser = argparse.ArgumentParser(description="Prepare the dataset of params.yaml:data")
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", required=True, help="output dataset root (holds manifest.csv)")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_data_config(args.params)
-        root = prepare(cfg, Path(args.out))
-    except (DatasetError, DownloadError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"dataset ready: {root / MANIFEST_NAME}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

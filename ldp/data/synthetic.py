@@ -19,13 +19,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ldp.data.manifest import write_manifest
+from ldp.data.manifest import layout_paths, write_manifest
 from ldp.data.psf import ButterworthParams, ThinLens, convolve, dp_psfs
 from ldp.fsutil import atomic_dir
 from ldp.imageio import read_image_raw, write_image
 
 SPLITS = ("train", "val", "test")
-CANON_DIR = "dd_dp_dataset_canon"
 
 # Real photographs bundled inside scikit-image (no download): colour ones, and grey textures (tinted).
 PHOTOS = (
@@ -567,17 +566,6 @@ def render_scene(cfg: SyntheticConfig, split: str, index: int) -> RenderedScene:
 # ----------------------------------------------------------------------------------------------- writing
 
 
-def scene_paths(split: str, scene: str) -> dict[str, str]:
-    """Relative DPDD-layout paths of one scene (see docs/design.md)."""
-    return {
-        "left": f"{CANON_DIR}/{split}_l/source/{scene}_L.png",
-        "right": f"{CANON_DIR}/{split}_r/source/{scene}_R.png",
-        "combined": f"{CANON_DIR}/{split}_c/source/{scene}.png",
-        "target": f"{CANON_DIR}/{split}_c/target/{scene}.png",
-        "defocus": f"{CANON_DIR}/{split}_c/defocus/{scene}.npy",
-    }
-
-
 def generate_synthetic(cfg: SyntheticConfig, out_root: str | Path, progress: bool = True) -> Path:
     """Render the train/val/test splits into ``out_root`` (built in a temp folder, then renamed)."""
     out_root = Path(out_root)
@@ -589,7 +577,7 @@ def generate_synthetic(cfg: SyntheticConfig, out_root: str | Path, progress: boo
         for split, i in tqdm(jobs, desc="synthetic DP scenes", unit="scene", disable=not progress):
             name = f"{split}_{i:04d}"
             scene = render_scene(cfg, split, i)
-            paths = scene_paths(split, name)
+            paths = layout_paths(split, name)
             for key in ("left", "right", "combined", "target"):
                 write_image(tmp / paths[key], getattr(scene, key), bits=16)
             defocus_path = tmp / paths["defocus"]
