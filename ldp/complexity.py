@@ -11,13 +11,14 @@ are extrapolated (method ``"extrapolated"``):
   width ``W/2+1`` adds an H-proportional term);
 * FFT counts (N log N, not polynomial) are re-evaluated call by call at the target size from the traced shapes.
 
-Usage: ``python -m ldp.complexity --params params.yaml`` writes ``results/complexity.json`` and ``.md``.
+Entries: the DVC stage ``complexity`` (``python -m pipelines.complexity``: every model, writes
+``results/complexity.json`` and ``.md``) and ``ldp complexity --model NAME`` (one model). The report depends only on
+the code and params section ``complexity``; the comparison with the official code's counts is in
+tests/test_complexity.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import platform
 import time
@@ -25,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +55,6 @@ ATTENTION_NOTE = (
 # not say whether a multiply-add counts as one flop or two.
 PAPER_VALUES, PAPER_SOURCE = PAPER_COMPLEXITY, PAPER_COMPLEXITY_SOURCE
 
-# registry name -> parity manifest (relative to the parity dir) of the same network, given our build overrides
-PARITY_MANIFESTS: dict[str, Callable[[dict[str, Any]], str]] = {
-    "ldp-small": lambda ov: "ldp/full_manifest.json",
-    "nafnet-gopro-w32": lambda ov: "nafnet/full_manifest.json",
-    "restormer-dp": lambda ov: "restormer/full_manifest.json",
-    "deeprft": lambda ov: "deeprft/full_manifest_eval.json" if ov.get("inference") else "deeprft/full_manifest.json",
-}
-
-
 class ComplexityError(RuntimeError):
     """A model or size cannot be counted; the message names the model, size or params key."""
 
@@ -71,6 +64,8 @@ class ComplexityConfig:
     """params.yaml section ``complexity``."""
 
     models: str | tuple[str, ...] = "all"  # "all" = every registered model, or a list of registry names
+    # modules imported first so that models registered outside the repo (an experiment's `module:`) are counted
+    modules: tuple[str, ...] = ()
     sizes: tuple[tuple[int, int], ...] = ((256, 256), (1120, 1680))  # (H, W) of the DP input
     # sizes with H*W at most this are traced directly; larger ones are extrapolated from fit_sizes
     direct_max_pixels: int = 256 * 512
@@ -87,8 +82,6 @@ class ComplexityConfig:
     clip_patches: int = 1176  # 28 x 42 patches of 40 px for a 1120x1680 image, each resized to 224x224
     # ViT towers also counted once on the whole image at the largest size (how the paper's 220 G comes out)
     clip_whole_image: tuple[str, ...] = ("ViT-B-32",)
-    # the official-code fvcore counts (shared parity fixtures) to compare against; "" = skip
-    parity_dir: str = "../shared/reference/parity"
     num_threads: int = 0  # torch CPU threads for the traces; 0 = torch's default
     out_json: str = "results/complexity.json"
     out_md: str = "results/complexity.md"
@@ -513,9 +506,15 @@ def count_clip_whole_image(model_name: str, hw: tuple[int, int]) -> dict[str, An
     }
 
 
-def resolve_models(models: str | Iterable[str]) -> list[str]:
+def resolve_models(models: str | Iterable[str], modules: Iterable[str] = ()) -> list[str]:
+    """Registry names to count: ``"all"`` or the names given, after importing ``modules`` (which register more)."""
     import ldp
 
+    for module in modules:
+        try:
+            import_module(module)
+        except ImportError as exc:
+            raise ComplexityError(f"complexity.modules: cannot import {module!r}: {exc}") from exc
     known = ldp.list_models()
     if isinstance(models, str):
         if models == "all":
@@ -537,7 +536,7 @@ def complexity_report(models: str | Iterable[str] = "all", sizes: Sequence[tuple
     for s in sizes:
         if len(s) != 2 or min(s) <= 0:
             raise ComplexityError(f"complexity.sizes: bad size {list(s)} (want [H, W])")
-    names = resolve_models(models)
+    names = resolve_models(models, cfg.modules)
     report: dict[str, Any] = {
         "note": MAC_NOTE,
         "handles_added": [FFT_NOTE, ATTENTION_NOTE],
@@ -571,7 +570,6 @@ def complexity_report(models: str | Iterable[str] = "all", sizes: Sequence[tuple
             entry["whole_image"] = count_clip_whole_image(clip_name, big)
         report["clip"][f"clip:{clip_name}"] = entry
     report["paper"] = {"source": PAPER_SOURCE, "values": PAPER_VALUES}
-    report["official_code_counts"] = parity_comparison(report, cfg.parity_dir) if cfg.parity_dir else []
     return report
 
 
@@ -589,57 +587,6 @@ def _verify(counter: _ModelCounter, hw: tuple[int, int]) -> dict[str, Any]:
         "relative_difference": (predicted["macs"] - direct["macs"]) / max(direct["macs"], 1),
         "direct_trace_seconds": direct.get("trace_seconds"),
     }
-
-
-def compare_with_manifest(name: str, entry: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
-    """Our counts against the official code's fvcore counts, on the operators fvcore counted for both.
-
-    Our extra handles (fft, attention) and fvcore's own ``layer_norm`` (counted when a model calls
-    ``F.layer_norm``, skipped where the official code writes LayerNorm by hand) are left out of the comparison.
-    """
-    out: dict[str, Any] = {"model": name, "params_ours": entry["params"], "params_official": manifest["param_count"],
-                           "params_equal": entry["params"] == manifest["param_count"], "sizes": {}}
-    ref_ops_256 = set(manifest.get("fvcore_256", {}).get("counted_by_operator", {}))
-    refs = {"256x256": manifest.get("fvcore_256"), "1120x1680": manifest.get("fvcore_1120x1680")}
-    for size, ref in refs.items():
-        ours = entry["counts"].get(size)
-        if ours is None:
-            continue
-        if ref is not None:
-            ref_ops, ref_total = ref["counted_by_operator"], ref["total"]
-        elif size == "1120x1680" and manifest.get("fvcore_flops_1120x1680") is not None:
-            ref_ops, ref_total = dict.fromkeys(ref_ops_256, None), manifest["fvcore_flops_1120x1680"]
-        else:
-            continue
-        common = sorted(ref_ops)
-        ours_common = sum(ours["by_operator"].get(op, 0) for op in common)
-        out["sizes"][size] = {
-            "operators_compared": common,
-            "ours": ours_common,
-            "official": ref_total,
-            "equal": ours_common == ref_total,
-            "ours_extra_operators": {k: v for k, v in ours["by_operator"].items() if k not in ref_ops},
-            "official_method": manifest.get("fvcore_flops_1120x1680_method") if size != "256x256" else "direct",
-        }
-    return out
-
-
-def parity_comparison(report: dict[str, Any], parity_dir: str | Path) -> list[dict[str, Any]]:
-    """Compare every counted model that has a parity manifest; empty when the fixtures are absent."""
-    root = Path(parity_dir)
-    rows = []
-    for name, entry in report["models"].items():
-        if name not in PARITY_MANIFESTS:
-            continue
-        path = root / PARITY_MANIFESTS[name](entry.get("overrides", {}))
-        if not path.is_file():
-            continue
-        try:
-            manifest = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ComplexityError(f"{path}: unreadable parity manifest: {exc}") from exc
-        rows.append({"manifest": str(path), **compare_with_manifest(name, entry, manifest)})
-    return rows
 
 
 def _fvcore_version() -> str:
@@ -696,15 +643,6 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {v['model']} | {v['size']} | {_g(v['direct_macs'])} | {_g(v['extrapolated_macs'])} | "
                          f"{v['equal']} |")
         lines.append("")
-    if report.get("official_code_counts"):
-        lines += ["## Against the official code's fvcore counts (parity manifests)", "",
-                  "Same operators only (our added handles and fvcore's `layer_norm` left out).", "",
-                  "| model | params equal | size | ours GMACs | official GMACs | equal |", "|---|---|---|---|---|---|"]
-        for p in report["official_code_counts"]:
-            for size, c in p["sizes"].items():
-                lines.append(f"| {p['model']} | {p['params_equal']} | {size} | {_g(c['ours'])} | {_g(c['official'])} "
-                             f"| {c['equal']} |")
-        lines.append("")
     lines += ["## Handles added to fvcore", ""] + [f"- {h}" for h in report["handles_added"]]
     lines += ["", f"Still skipped: {report['still_skipped']}.", "", "## Skipped ops per model (count of calls)", ""]
     for name, e in report["models"].items():
@@ -722,23 +660,3 @@ def write_complexity(report: dict[str, Any], out_json: str | Path = "results/com
     atomic_write_json(out_json, report, default=str)
     if out_md is not None:
         atomic_write_text(out_md, render_markdown(report))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from ldp.config import load_params, section
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--params", default="params.yaml")
-    args = ap.parse_args(argv)
-    params = load_params(args.params) if Path(args.params).exists() else {}
-    cfg = section(params, "complexity", ComplexityConfig, where=args.params)
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    report = complexity_report(cfg.models, cfg.sizes, cfg)
-    write_complexity(report, cfg.out_json, cfg.out_md)
-    print(render_markdown(report))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,7 @@
 """fvcore complexity counts: handles, extrapolation, report writing, and the official code's counts.
 
-Tiny modules only in the default run; the full-size parity checks trace at 16-32 px and extrapolate.
+Tiny modules only in the default run; the full-size parity checks trace at 16-32 px and extrapolate. The comparison
+with the official code's fvcore counts (the parity manifests, tests/fixtures/parity) lives here, not in the report.
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import parity_manifest
 from torch import nn
 
 import ldp
@@ -170,7 +173,7 @@ def test_bad_fit_sizes(sizes, match):
 def tiny_registered(monkeypatch):
     """Register FftNet under a test-only name for the duration of one test."""
     name = "test-complexity-fftnet"
-    spec = ldp.registry.ModelSpec(name, lambda **kw: FftNet(**kw), "dp", "whole", False, "test only")
+    spec = ldp.registry.ModelSpec(name, FftNet, "dp", "whole", "test only")
     ldp.list_models()  # load the real registry first, so the patch is undone on top of it
     monkeypatch.setitem(ldp.registry._MODELS, name, spec)
     return name
@@ -180,7 +183,7 @@ def test_report_methods_verification_and_atomic_write(tiny_registered, tmp_path)
     cfg = cx.ComplexityConfig(
         models=(tiny_registered,), sizes=((16, 16), (24, 40)), direct_max_pixels=16 * 16,
         fit_sizes=((8, 8), (8, 16), (16, 8), (16, 16)), verify_models=(tiny_registered,), verify_size=(24, 40),
-        clip_models=(), parity_dir="",
+        clip_models=(),
     )
     report = cx.complexity_report(cfg.models, cfg.sizes, cfg, progress=False)
     entry = report["models"][tiny_registered]
@@ -202,6 +205,47 @@ def test_report_methods_verification_and_atomic_write(tiny_registered, tmp_path)
     assert sorted(os.listdir(out_json.parent)) == ["complexity.json", "complexity.md"]
 
 
+def test_report_does_not_depend_on_where_it_runs(tiny_registered, tmp_path, monkeypatch):
+    """Same report from another working directory; nothing in it names ../shared or a parity file."""
+    cfg = cx.ComplexityConfig(models=(tiny_registered,), sizes=((16, 16),), clip_models=())
+
+    def report_here() -> dict:
+        report = cx.complexity_report(cfg.models, cfg.sizes, cfg, progress=False)
+        for row in report["models"][tiny_registered]["counts"].values():
+            row.pop("trace_seconds")  # wall time
+        return report
+
+    here = report_here()
+    monkeypatch.chdir(tmp_path)
+    assert report_here() == here
+    assert "official_code_counts" not in here and "parity_dir" not in here["config"]
+    assert "shared" not in json.dumps(here) and "parity" not in json.dumps(here)
+
+
+def test_stage_reads_only_its_section_and_one_entry_per_job():
+    from pipelines import complexity as stage
+
+    cfg = stage.configure({"complexity": {"models": ["ldp-small"]}, "experiments": {"x": "not read"}}, [])
+    assert cfg == cx.ComplexityConfig(models=("ldp-small",))
+    with pytest.raises(ValueError, match="usage"):
+        stage.configure({}, ["extra"])
+    assert not hasattr(cx, "main")  # the stage and `ldp complexity` are the entries
+
+
+def test_modules_register_models_outside_the_repo(tmp_path, monkeypatch):
+    (tmp_path / "outside_net.py").write_text(
+        "import torch\nfrom ldp.registry import register_model\n\n"
+        "register_model('test-outside-net', input_kind='dp', description='test only')"
+        "(lambda: torch.nn.Conv2d(6, 3, 1))\n")
+    ldp.list_models()
+    monkeypatch.setattr(ldp.registry, "_MODELS", dict(ldp.registry._MODELS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "outside_net", raising=False)
+    assert cx.resolve_models(["test-outside-net"], ["outside_net"]) == ["test-outside-net"]
+    with pytest.raises(cx.ComplexityError, match=r"complexity\.modules: cannot import 'no_such_module_here'"):
+        cx.resolve_models("all", ["no_such_module_here"])
+
+
 def test_write_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "complexity.json"
     target.write_text("old")
@@ -221,6 +265,8 @@ def test_config_section_is_strict():
     assert section({}, "complexity", cx.ComplexityConfig).models == "all"
     with pytest.raises(ConfigError, match="complexity.size"):
         section({"complexity": {"size": [[1, 2]]}}, "complexity", cx.ComplexityConfig)
+    with pytest.raises(ConfigError, match="complexity.parity_dir: unknown key"):  # the report no longer reads it
+        section({"complexity": {"parity_dir": "../shared"}}, "complexity", cx.ComplexityConfig)
 
 
 def test_unknown_model_names_the_closest():
@@ -231,6 +277,36 @@ def test_unknown_model_names_the_closest():
 
 # ------------------------------------------------------------------------------------------------ official code
 
+# registry name -> the parity manifest of the same network, given our build overrides
+PARITY_MANIFESTS = {
+    "ldp-small": lambda overrides: "ldp/full_manifest.json",
+    "nafnet-gopro-w32": lambda overrides: "nafnet/full_manifest.json",
+    "restormer-dp": lambda overrides: "restormer/full_manifest.json",
+    "deeprft": lambda overrides: f"deeprft/full_manifest{'_eval' if overrides.get('inference') else ''}.json",
+}
+
+
+def compare_with_manifest(entry: dict, manifest: dict) -> dict:
+    """Our counts against the official code's fvcore counts, on the operators fvcore counted for both.
+
+    Our extra handles (fft, attention) and fvcore's own ``layer_norm`` (counted when a model calls
+    ``F.layer_norm``, skipped where the official code writes LayerNorm by hand) are left out of the comparison.
+    """
+    out = {"params_equal": entry["params"] == manifest["param_count"], "sizes": {}}
+    ref_ops_256 = set(manifest.get("fvcore_256", {}).get("counted_by_operator", {}))
+    refs = {"256x256": manifest.get("fvcore_256"), "1120x1680": manifest.get("fvcore_1120x1680")}
+    for size, ref in refs.items():
+        ours = entry["counts"][size]
+        if ref is not None:
+            ref_ops, ref_total = ref["counted_by_operator"], ref["total"]
+        else:  # only a total at 1120x1680 (Restormer's, extrapolated): over the operators counted at 256x256
+            ref_ops, ref_total = ref_ops_256, manifest["fvcore_flops_1120x1680"]
+        ours_common = sum(ours["by_operator"].get(op, 0) for op in ref_ops)
+        extra = {k: v for k, v in ours["by_operator"].items() if k not in ref_ops}
+        out["sizes"][size] = {"ours": ours_common, "official": ref_total, "equal": ours_common == ref_total,
+                              "ours_extra_operators": extra}
+    return out
+
 
 def _registered(name: str) -> None:
     if name not in ldp.list_models():  # baselines come through the entry point once the package is installed
@@ -238,7 +314,7 @@ def _registered(name: str) -> None:
     assert name in ldp.list_models(), f"{name} is not registered"
 
 
-def _parity_case(parity_dir, name, fit_sizes):
+def _parity_case(name, fit_sizes):
     """Our per-operator counts, extrapolated from tiny traces, against the official code's fvcore manifest."""
     _registered(name)
     cfg = cx.ComplexityConfig(fit_sizes=fit_sizes, direct_max_pixels=0)
@@ -246,8 +322,7 @@ def _parity_case(parity_dir, name, fit_sizes):
     entry = {"params": cx.param_counts(counter.model)["params"],
              "counts": {s: counter.count(hw, "extrapolated") for s, hw in
                         [("256x256", (256, 256)), ("1120x1680", (1120, 1680))]}}
-    manifest = json.loads((parity_dir / cx.PARITY_MANIFESTS[name](counter.overrides)).read_text())
-    result = cx.compare_with_manifest(name, entry, manifest)
+    result = compare_with_manifest(entry, parity_manifest(PARITY_MANIFESTS[name](counter.overrides)))
     assert result["params_equal"], result
     assert set(result["sizes"]) == {"256x256", "1120x1680"}
     for size, c in result["sizes"].items():
@@ -259,15 +334,15 @@ AFFINE = ((16, 16), (16, 32))
 GRID = ((16, 16), (16, 32), (32, 16), (32, 32))
 
 
-def test_ldp_small_counts_equal_the_official_code(parity_dir):
-    result = _parity_case(parity_dir, "ldp-small", AFFINE)
+def test_ldp_small_counts_equal_the_official_code():
+    result = _parity_case("ldp-small", AFFINE)
     assert result["sizes"]["1120x1680"]["official"] == 300_689_960_448
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, fit", [("nafnet-gopro-w32", AFFINE), ("restormer-dp", AFFINE), ("deeprft", GRID)])
-def test_baseline_counts_equal_the_official_code(parity_dir, name, fit):
-    result = _parity_case(parity_dir, name, fit)
+def test_baseline_counts_equal_the_official_code(name, fit):
+    result = _parity_case(name, fit)
     if name == "deeprft":  # eval form; our FFT handle is extra and left out of the comparison
         assert result["sizes"]["256x256"]["ours_extra_operators"]["fft"] > 0
 

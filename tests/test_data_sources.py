@@ -20,7 +20,6 @@ from ldp.data.sources import (
     dpdd_categories,
     index_dpd_disp,
     index_dpdd_layout,
-    main,
     prepare_dataset,
     read_split_list,
 )
@@ -235,12 +234,19 @@ def test_archive_with_dotdot_entry_is_refused(tmp_path):
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.build-*"))
 
 
-def test_cli_exit_code_and_one_line_error(tmp_path, capsys):
+def test_stage_exit_code_and_one_line_error(tmp_path, capsys, monkeypatch):
+    """The data stage (pipelines/data.py, the one entry) on a corrupt image: status 2, one line naming it."""
+    from pipelines import data as stage
+    from pipelines.common import run_stage
+
     make_dpdd(tmp_path / "d")
     (tmp_path / "d/dd_dp_dataset_canon/test_l/source/s1_L.png").write_bytes(b"broken")
     params = tmp_path / "params.yaml"
     params.write_text(f"data:\n  source: dpdd\n  root: {tmp_path / 'd'}\n")
-    assert main(["--params", str(params), "--out", str(tmp_path / "out")]) == 2
+    monkeypatch.chdir(tmp_path)  # the stage writes data/dataset under the working directory
+    with pytest.raises(SystemExit) as exited:
+        run_stage(stage.configure, stage.run, ["--params", str(params)])
+    assert exited.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "s1_L.png" in err
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "data").exists()
