@@ -18,6 +18,8 @@ This is the project's only weight loader; the baselines use it too.
 
 from __future__ import annotations
 
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,8 @@ from ldp.fsutil import atomic_write
 WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model_state_dict", "model_state", "model", "net", "network")
 STRIP_PREFIXES = ("module.", "_orig_mod.")
 MAX_LISTED = 40
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
 
 
 class CheckpointError(ValueError):
@@ -49,10 +53,32 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> Any
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated file, foreign pickle, ...
+    except pickle.UnpicklingError as exc:  # pickled Python objects, or not a pickle at all
+        raise CheckpointError(_refusal(path, str(exc))) from exc
+    except Exception as exc:  # truncated zip container, empty file, ...
         raise CheckpointError(
-            f"{path}: cannot load with torch.load(weights_only=True): {type(exc).__name__}: {exc}"
+            f"{path}: cannot load with torch.load(weights_only=True) (truncated, or not a torch checkpoint): "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _refusal(path: Path, torch_message: str) -> str:
+    """The error for a file ``weights_only=True`` refused, without torch's advice to unpickle it anyway."""
+    found = _UNSUPPORTED_GLOBAL.search(torch_message)
+    if found is None:
+        detail = _UNPICKLER_DETAIL.search(torch_message)
+        reason = detail.group(1).strip() if detail else torch_message.strip().splitlines()[0]
+        return f"{path}: cannot load with torch.load(weights_only=True): corrupt, or not a torch checkpoint ({reason})"
+    plain = path.with_name(f"{path.stem}.state_dict.pth")
+    return (
+        f"{path}: refused: the file holds pickled Python code ({found.group(1)}), and ldp-bench loads checkpoints "
+        "with torch.load(weights_only=True) only: it never unpickles code. If you trust the file, convert it once "
+        "into a plain state dict (tensors only) and pass that instead: python -c \"import torch; "
+        f"obj = torch.load('{path}', map_location='cpu', weights_only=False); "
+        "sd = obj.state_dict() if isinstance(obj, torch.nn.Module) else obj['state_dict']; "
+        f"torch.save({{k: v for k, v in sd.items() if torch.is_tensor(v)}}, '{plain}')\" (for a dict whose "
+        "weights sit under another key, use that key)"
+    )
 
 
 def _is_state_dict(obj: Any) -> bool:

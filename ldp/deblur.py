@@ -1,6 +1,7 @@
 """Deblur one user DP pair: ``ldp deblur --left L.png --right R.png --out O.png --model ldp-small --weights CKPT``.
 
-The pair is read like the dataset (16-bit /65535, 8-bit /255), restored at full resolution (whole or tiled,
+The pair is read like the dataset (16-bit /65535, 8-bit /255; both views of one size and one bit depth, the data
+stage's rule), restored at full resolution (whole or tiled,
 per the model's registered mode unless overridden), clamped to [0, 1] and written as a 16-bit PNG atomically.
 Models that take a blur map get one from ``blurmap`` (a ``.npy`` map at patch-grid or image size, or an array),
 or, when ``blurmap`` is None, from the blur-map module (``blurmap_cfg``: a ``BlurMapConfig``, its defaults when
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 
 from ldp.device import resolve_device
-from ldp.evaluate import EvaluationError, prepare_model, restore, to_batch, to_image
-from ldp.imageio import read_image, write_image
+from ldp.evaluate import RANDOM_INIT, EvaluationError, prepare_model, restore, to_batch, to_image
+from ldp.imageio import bit_depth, depth_mismatch, read_image_raw, size_mismatch, to_rgb_float, write_image
 from ldp.registry import get_spec
 
 
@@ -66,9 +67,12 @@ def deblur_pair(
     spec = get_spec(model_name)
     if tiling not in ("auto", "whole", "tiled"):
         raise DeblurError(f"tiling must be auto, whole or tiled, got {tiling!r}")
-    left_np, right_np = read_image(left_path), read_image(right_path)
-    if left_np.shape != right_np.shape:
-        raise DeblurError(f"{right_path}: size {right_np.shape[:2]} differs from {left_path} {left_np.shape[:2]}")
+    left_raw, right_raw = read_image_raw(left_path), read_image_raw(right_path)
+    problem = (size_mismatch(right_path, right_raw.shape[:2], left_path, left_raw.shape[:2])
+               or depth_mismatch(right_path, bit_depth(right_raw), left_path, bit_depth(left_raw)))
+    if problem:
+        raise DeblurError(problem)
+    left_np, right_np = to_rgb_float(left_raw), to_rgb_float(right_raw)
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".png":
         raise DeblurError(f"{out_path}: output must be a .png (written as 16-bit)")
@@ -102,13 +106,13 @@ def deblur_pair(
     mode = spec.inference if tiling == "auto" else tiling
     t0 = time.perf_counter()
     pred = restore(model, spec.input_kind, to_batch(left_np, dev), to_batch(right_np, dev), bmap, mode, tile,
-                   overlap)
+                   overlap, label=f"{left_path} + {right_path}, weights {weights or RANDOM_INIT}")
     elapsed = time.perf_counter() - t0
     write_image(out_path, to_image(pred), bits=16)
     return {
         "out": str(out_path),
         "model": model_name,
-        "weights": str(weights) if weights is not None else "random-init",
+        "weights": str(weights) if weights is not None else RANDOM_INIT,
         "inference": mode,
         "blurmap": blurmap_info,
         "seconds": elapsed,
