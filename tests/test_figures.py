@@ -2,6 +2,7 @@
 of trained runs (the stage's loader, ldp.runs.load_trained, rebuilds networks from checkpoints/<exp>/config.json)."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -227,3 +228,15 @@ def test_stage_checks_params_then_inputs_before_writing(world, monkeypatch):
         with pytest.raises(FileNotFoundError, match=f"^{message}"):
             figures_stage.run(figures_stage.configure(_stage_params(**change), []))
     assert not (world / "results" / "figures").exists()
+
+
+def test_run_labels_read_the_real_resolved_experiment():
+    """The fake runs above mirror ldp.experiments.ResolvedExperiment; the labels read the real one the same way."""
+    from ldp.config import load_params
+    from ldp.experiments import resolve
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    exp = resolve(params, "ldp-small", data_source="synthetic")
+    assert exp.input_kind == "dp+blurmap" and exp.blurmap_config.estimator == "clip"
+    assert run_labels([exp]) == ["data: synthetic (not DPD-blur)", "ldp-small: random CLIP weights",
+                                 f"trained {exp.train.iters} iterations: ldp-small"]
