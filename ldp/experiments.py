@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -173,12 +174,15 @@ class ResolvedExperiment:
         return "\n".join(lines) + "\n"
 
 
-def _flat(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted leaf keys of a nested mapping (lists are leaves)."""
+def _flat(cls: type, mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of a layer for config class ``cls``: nested config sections are walked, any other value (a list,
+    or a dict such as ``model_overrides``, which a layer replaces whole) is one key."""
+    hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for k, v in mapping.items():
-        if isinstance(v, Mapping) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
+        tp = hints.get(k)
+        if isinstance(v, Mapping) and tp is not None and dataclasses.is_dataclass(tp):
+            out.update(_flat(tp, v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -244,10 +248,12 @@ def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> Reso
         merge_overrides(TrainConfig, {}, values, shown)  # unknown keys, named in this layer
         from_dict(TrainConfig, merge_overrides(TrainConfig, {}, values, shown), shown)  # types, in this layer
         merged = merge_overrides(TrainConfig, merged, values, shown)
-        for key in _flat(values):
+        for key in _flat(TrainConfig, values):
             shown_key = key.removeprefix("loss.") if layer == "ldp_losses" else key
             sources[key] = f"{shown}.{shown_key}"
     train = from_dict(TrainConfig, merged, f"{where}:{exp_key}")
+    overrides_at = sources.get("model_overrides", f"{where}:train.model_overrides")
+    spec.build_config(train.model_overrides, where=overrides_at)  # unknown build keys, before anything runs
 
     blurmap_key = f"blurmaps.{exp.blurmap}"
     if not isinstance(params.get("blurmaps"), Mapping) or exp.blurmap not in params["blurmaps"]:
