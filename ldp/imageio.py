@@ -31,9 +31,9 @@ def read_image_raw(path: str | Path) -> np.ndarray:
     buf = np.fromfile(path, dtype=np.uint8)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    except cv2.error as exc:
-        reason = str(exc).strip().splitlines()[-1]
-        raise ImageReadError(f"{path}: cannot decode image (OpenCV: {reason})") from exc
+    except cv2.error as exc:  # e.g. a header that claims more pixels than OpenCV will allocate
+        reason = getattr(exc, "err", "") or str(exc).strip().splitlines()[-1]
+        raise ImageReadError(f"{path}: cannot decode image (OpenCV refused it: {reason})") from exc
     if img is None:
         raise ImageReadError(f"{path}: cannot decode image (truncated or corrupt file?)")
     if img.dtype not in (np.uint8, np.uint16):

@@ -146,10 +146,30 @@ def test_weights_only_refuses_arbitrary_pickles(tmp_path):
 
     with path.open("wb") as fh:
         pickle.dump({"params": Payload()}, fh, protocol=2)
-    with pytest.raises(CheckpointError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match="weights_only=True") as err:
         safe_load(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: refused: the file holds pickled Python code (print)")
+    assert "never unpickles code" in msg and "plain state dict" in msg
+    assert "Re-running" not in msg and "add_safe_globals" not in msg  # torch's advice is not passed on
     with pytest.raises(CheckpointError, match="not found"):
         safe_load(tmp_path / "absent.pth")
+    (tmp_path / "junk.pth").write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match=r"junk.pth: .*corrupt, or not a torch checkpoint \(Unsupported operand"):
+        safe_load(tmp_path / "junk.pth")
+
+
+def test_refusal_of_a_pickled_module_gives_a_conversion_that_works(tmp_path):
+    net = small_net()
+    path = tmp_path / "whole.pth"
+    torch.save(net, path)  # the whole module, pickled: refused
+    with pytest.raises(CheckpointError) as err:
+        load_weights(small_net(), path)
+    command = str(err.value).split('python -c "')[1].split('" (for')[0]
+    exec(command, {})  # the conversion the message gives, run where the file is trusted (here)
+    converted = fresh_copy_differs(net)
+    load_weights(converted, tmp_path / "whole.state_dict.pth")
+    assert_same(converted, net)
 
 
 def test_not_a_state_dict_is_a_clear_error():

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from ldp.imageio import ImageReadError, read_image, read_image_raw, write_image
+from ldp.imageio import MIN_SIDE, ImageReadError, depth_mismatch, read_image, read_image_raw, too_small, write_image
+from ldp.metrics import SSIM_WIN
 
 
 def test_16bit_roundtrip_rgb_order(tmp_path):
@@ -43,3 +44,12 @@ def test_real_dpdd_scene_is_16bit(realdp_dpdd):
     left = next((realdp_dpdd / "dd_dp_dataset_canon" / "test_l" / "source").glob("*.png"))
     raw = read_image_raw(left)
     assert raw.dtype == np.uint16 and raw.ndim == 3 and raw.shape[2] == 3
+
+
+def test_min_side_is_the_ssim_window_and_the_rules_name_both_files():
+    assert MIN_SIDE == SSIM_WIN  # the data stage refuses exactly what the evaluation protocol cannot score
+    assert too_small("a.png", (MIN_SIDE, MIN_SIDE)) is None
+    assert too_small("a.png", (MIN_SIDE - 1, 40)) == (f"a.png: 40x{MIN_SIDE - 1} pixels is smaller than the 7x7 the "
+                                                     "evaluation protocol needs (its SSIM window)")
+    assert depth_mismatch("r.png", 16, "l.png", 16) is None
+    assert depth_mismatch("r.png", 16, "l.png", 8).startswith("r.png: 16-bit, but l.png is 8-bit")
