@@ -17,6 +17,8 @@ from ldp.errors import BAD_INPUT
 from ldp.evaluate import EvalConfig, EvaluationError, evaluate
 from ldp.imageio import ImageReadError, read_image, write_image
 from ldp.registry import register_model, unregister_model
+from pipelines.common import run_stage
+from pipelines.data import configure, run
 
 MODEL = "test-bad-inputs-gain"
 
@@ -171,3 +173,16 @@ def test_ldp_deblur_refuses_mixed_bit_depths_like_the_data_stage(tmp_path, capsy
     write_image(folder / "a_T.png", _image(bits=8))
     with pytest.raises(DatasetError, match="a_R.png: 16-bit, but .*a_L.png is 8-bit \\(mixed bit depths"):
         prepare_dataset(_folder_config(folder), tmp_path / "dataset")
+
+
+def test_data_stage_script_exits_2_naming_the_file(tmp_path, monkeypatch, capsys):
+    folder = _captures(tmp_path / "captures")
+    bad = huge_png(folder / "a_L.png")
+    (tmp_path / "params.yaml").write_text(f"data:\n  source: folder\n  root: {folder}\n"
+                                          "  folder:\n    target: '*_T.png'\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        run_stage(configure, run, argv=[])
+    assert exited.value.code == 2
+    assert f"error: {bad}: cannot decode image" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "dataset").exists()
