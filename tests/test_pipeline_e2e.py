@@ -6,6 +6,7 @@ DVC experiment name."""
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -49,7 +50,7 @@ PARAMS = {
     "train": {"iters": 3, "patch_size": 32, "batch_size": 2, "val": {"every": 3, "crop": 32, "samples": 1},
               "checkpoint_every": 3},
     "ldp_losses": {"bwl": 1.0},
-    "recipes": {"plain": {"loss": {"charbonnier": 1.0}}},
+    "recipes": {"plain": {"loss": {"charbonnier": 1.0}}, "ldp": {"loss": {"charbonnier": 1.0}}},
     "experiments": {
         "toy-net": {"model": "toy-net", "module": "baselines.toy_net", "label": "Toy baseline",
                     "blurmap": "none", "recipe": "plain", "tables": {"main": None}},
@@ -58,8 +59,9 @@ PARAMS = {
                      "tables": {"main": "main/ldp-small", "blurmap-sources": None}},
     },
     "evaluate": {"save_samples": 2, "bootstrap": 200, "lpips": False},
-    "complexity": {"models": ["toy-net", "ldp-small"], "sizes": [[32, 32]], "fit_sizes": [[16, 16], [16, 32]],
-                   "clip_models": [], "clip_whole_image": [], "model_overrides": {"ldp-small": {"tiny": True}}},
+    "complexity": {"models": ["toy-net", "ldp-small"], "modules": ["baselines.toy_net"], "sizes": [[32, 32]],
+                   "fit_sizes": [[16, 16], [16, 32]], "clip_models": [], "clip_whole_image": [],
+                   "model_overrides": {"ldp-small": {"tiny": True}}},
     "mlflow": {"enabled": True},
     "figures": {"blurmaps": ["oracle"], "bpa_experiment": "ldp-tiny", "qualitative": ["ldp-tiny", "toy-net"],
                 "crop": 32},
@@ -126,7 +128,7 @@ def test_toy_baseline_flows_through_the_whole_pipeline(tiny_repo):
     shown = json.loads(_run([dvc, "metrics", "show", "--json"], work, env))  # what `dvc metrics show` tabulates
     shown_files = next(iter(shown.values()))["data"]
     assert shown_files["results/eval/toy-net/scores.json"]["data"] == scores
-    assert "val_psnr" in shown_files["results/training/toy-net/scores.json"]["data"]
+    assert "psnr" in shown_files["results/training/toy-net/scores.json"]["data"]["val"]
     complexity = json.loads((work / "results" / "complexity.json").read_text())
     assert "toy-net" in complexity["models"]
     html = (work / "results" / "report" / "01-main-table.html").read_text()
@@ -187,5 +189,47 @@ def test_dvc_experiments_and_queue_are_tracked_under_their_names(tiny_repo):
     runs = _mlflow_runs(db)  # the queued runs ran in .dvc/tmp/exps copies and still logged here
     for name in ("toy-iters4", "toy-iters5", "toy-iters6"):
         tagged = {run for run, tag in runs if tag == name}
-        assert {"toy-net@" + name} <= tagged, runs  # train and evaluate runs of the changed experiment
+        assert {f"toy-net:train@{name}", f"toy-net:evaluate@{name}"} <= tagged, runs  # the changed experiment
         assert not any(run.startswith("ldp-tiny") for run in tagged), tagged  # untouched experiment: not re-run
+
+
+def _doc_steps() -> list[tuple[str, str, str]]:
+    """(language, target, body) of every fenced block marked ``step`` in docs/adding-a-baseline.md, in order."""
+    text = (REPO / "docs" / "adding-a-baseline.md").read_text()
+    return [(m["lang"], m["target"] or "", m["body"])
+            for m in re.finditer(r"```(?P<lang>\w+) step(?:=(?P<target>\S+))?\n(?P<body>.*?)```", text, re.S)]
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_adding_a_baseline_as_the_doc_says(tiny_repo):
+    """Runs docs/adding-a-baseline.md's steps literally (last in this module: it adds a row to the tiny repo)."""
+    work, env, dvc = tiny_repo
+    steps = _doc_steps()
+    assert [(lang, target) for lang, target, _ in steps] == [
+        ("bash", ""), ("python", "baselines/__init__.py"), ("yaml", "params.yaml:experiments"), ("bash", "")]
+    for lang, target, body in steps:
+        if lang == "bash":
+            for line in body.strip().splitlines():
+                cmd = line.split("#")[0].split()
+                out = _run([dvc if cmd[0] == "dvc" else cmd[0], *cmd[1:]], work, env)
+                if cmd[:2] == ["dvc", "repro"] and "train@my-net" in cmd:
+                    assert "Running stage 'train@my-net'" in out and "Running stage 'train@toy-net'" not in out
+        elif target == "baselines/__init__.py":
+            init = work / "baselines" / "__init__.py"
+            lines = [body.strip() if line.startswith("from baselines import") else line
+                     for line in init.read_text().splitlines()]
+            assert body.strip() in lines  # the doc's line replaced the one import line
+            init.write_text("\n".join(lines) + "\n")
+        else:
+            params = yaml.safe_load((work / "params.yaml").read_text())
+            params["experiments"].update(yaml.safe_load(body))
+            (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    listed = _run([str(Path(sys.executable).parent / "ldp"), "list-models", "my-*"], work, env)
+    assert listed.startswith("my-net")
+    main = pd.read_csv(work / "results" / "tables" / "main.csv").set_index("experiment")
+    assert main.loc["my-net", "label"] == "My network (DP)" and 0 < main.loc["my-net", "psnr"] < 100
+    assert (work / "results" / "training" / "my-net" / "config.json").is_file()
+    metrics = json.loads((work / "results" / "eval" / "my-net" / "metrics.json").read_text())
+    assert metrics["experiment"]["model"] == "my-net"
+    assert "my-net:train" in {run for run, _ in _mlflow_runs(work / "mlflow.db")}
