@@ -129,17 +129,25 @@ def _hydra_value(value: Any) -> str:
     return "null" if value is None else json.dumps(value)
 
 
+def subsection(params: Mapping[str, Any], key: str, required: bool = False) -> Mapping[str, Any]:
+    """The mapping at dotted ``key`` of a params file (``{}`` when absent, or an error naming it when required)."""
+    node: Any = params
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if required:
+                raise ConfigError(f"{where_of(params)}:{key}: not defined")
+            return {}
+        node = node[part]
+    if node is None:
+        return {}
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"{where_of(params)}:{key}: expected a mapping, got {type(node).__name__}")
+    return node
+
+
 def section(params: Mapping[str, Any], key: str, cls: type[T], where: str | None = None) -> T:
     """Build ``cls`` from ``params[key]``; a missing section gives the dataclass defaults."""
-    where = where or where_of(params)
-    dotted = key.split(".")
-    node: Any = params
-    for part in dotted:
-        if not isinstance(node, Mapping) or part not in node:
-            node = {}
-            break
-        node = node[part]
-    return from_dict(cls, node, f"{where}:{key}")
+    return from_dict(cls, subsection(params, key), f"{where or where_of(params)}:{key}")
 
 
 def from_dict(cls: type[T], data: Any, where: str) -> T:

@@ -18,7 +18,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from ldp.config import ConfigError, from_dict, merge_overrides, section, to_flat_dict, where_of
+from ldp.config import ConfigError, from_dict, merge_overrides, section, subsection, to_flat_dict, where_of
 from ldp.paper_results import PAPER_ROWS
 
 RESOLVED_FORMAT = "ldp-resolved-experiment-v1"
@@ -51,8 +51,8 @@ class ExperimentConfig:
 
 def load_experiments(params: Mapping[str, Any]) -> dict[str, ExperimentConfig]:
     """Every entry of ``experiments``, each checked (tables, paper rows)."""
-    raw = params.get("experiments")
-    if not isinstance(raw, Mapping) or not raw:
+    raw = subsection(params, "experiments")
+    if not raw:
         raise ConfigError(f"{where_of(params)}:experiments: expected a non-empty mapping of experiment name → entry")
     return {name: experiment_entry(params, name) for name in raw}
 
@@ -60,10 +60,9 @@ def load_experiments(params: Mapping[str, Any]) -> dict[str, ExperimentConfig]:
 def experiment_entry(params: Mapping[str, Any], name: str) -> ExperimentConfig:
     """One entry of ``experiments``, reading only that entry (a stage declares ``experiments.<name>``)."""
     where = where_of(params)
-    raw = params.get("experiments")
-    if not isinstance(raw, Mapping) or name not in raw:
-        known = ", ".join(raw) if isinstance(raw, Mapping) else "none"
-        raise ConfigError(f"{where}:experiments.{name}: no such experiment (known: {known})")
+    raw = subsection(params, "experiments")
+    if name not in raw:
+        raise ConfigError(f"{where}:experiments.{name}: no such experiment (known: {', '.join(raw) or 'none'})")
     key = f"{where}:experiments.{name}"
     exp = from_dict(ExperimentConfig, raw[name], key)
     for table, row in exp.tables.items():
@@ -188,21 +187,6 @@ def _flat(cls: type, mapping: Mapping[str, Any], prefix: str = "") -> dict[str, 
     return out
 
 
-def _mapping(params: Mapping[str, Any], dotted: str, where: str, required: bool) -> Mapping[str, Any]:
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            if required:
-                raise ConfigError(f"{where}:{dotted}: not defined")
-            return {}
-        node = node[part]
-    if node is None:
-        return {}
-    if not isinstance(node, Mapping):
-        raise ConfigError(f"{where}:{dotted}: expected a mapping, got {type(node).__name__}")
-    return node
-
-
 def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> ResolvedExperiment:
     """Resolve experiment ``name`` of ``params`` (a loaded params file) for training; errors name the file and key.
 
@@ -229,10 +213,10 @@ def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> Reso
 
     # The five layers, each checked on its own so that an error names the layer that holds the bad key.
     layers: list[tuple[str, Mapping[str, Any]]] = [
-        ("train", _mapping(params, "train", where, required=False)),
-        (f"recipes.{exp.recipe}", _mapping(params, f"recipes.{exp.recipe}", where, required=True)),
+        ("train", subsection(params, "train")),
+        (f"recipes.{exp.recipe}", subsection(params, f"recipes.{exp.recipe}", required=True)),
     ]
-    losses = _mapping(params, "ldp_losses", where, required=False)
+    losses = subsection(params, "ldp_losses")
     from_dict(LossConfig, losses, f"{where}:ldp_losses")
     if exp.ldp_losses:
         if not losses:
@@ -256,7 +240,7 @@ def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> Reso
     spec.build_config(train.model_overrides, where=overrides_at)  # unknown build keys, before anything runs
 
     blurmap_key = f"blurmaps.{exp.blurmap}"
-    if not isinstance(params.get("blurmaps"), Mapping) or exp.blurmap not in params["blurmaps"]:
+    if exp.blurmap not in subsection(params, "blurmaps"):
         raise ConfigError(f"{where}:{exp_key}.blurmap: {exp.blurmap!r} is not defined under blurmaps")
     blurmap_config = section(params, blurmap_key, BlurMapConfig)
 

@@ -1,17 +1,14 @@
 """Stage `blurmaps@<id>`: estimate one blur-map set (params `blurmaps.<id>`) for every scene of the dataset."""
 
-from collections.abc import Mapping
-
 from ldp.blurmap.estimate import BlurMapConfig, estimate_blurmaps
-from ldp.config import ConfigError, section, where_of
+from ldp.config import ConfigError, section, subsection, where_of
 from ldp.runs import Layout
 from pipelines.common import one_arg, run_stage
 
 
 def configure(params, argv):
     map_id = one_arg(argv, "blur-map id")
-    blurmaps = params.get("blurmaps")
-    if not isinstance(blurmaps, Mapping) or map_id not in blurmaps:
+    if map_id not in subsection(params, "blurmaps"):
         raise ConfigError(f"{where_of(params)}:blurmaps.{map_id}: no such blur-map entry")
     return map_id, section(params, f"blurmaps.{map_id}", BlurMapConfig)
 
