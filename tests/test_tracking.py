@@ -1,4 +1,5 @@
-"""ldp.tracking: URI and names, the unreachable-server case, and a real `mlflow server` on 127.0.0.1."""
+"""ldp.tracking: URI and names, the unreachable-server case, run resume, concurrent store creation, and a real
+`mlflow server` on 127.0.0.1."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import sys
 import time
 import urllib.request
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from ldp.tracking import (
     run_name,
     standard_tags,
 )
-from ldp.train import TrainConfig, ValConfig, train
+from ldp.train import TrainConfig, ValConfig, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "nafnet-dp"
@@ -75,8 +77,9 @@ def test_dvc_experiment_copies_map_to_the_enclosing_repo():
 def test_run_names_tags_and_params(monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "exp-abc12")
     assert run_name("ldp-small", "bwl+bal") == "ldp-small-bwl+bal@exp-abc12"
+    assert run_name("ldp-small", "bwl+bal", stage="train") == "ldp-small-bwl+bal:train@exp-abc12"
     monkeypatch.delenv("DVC_EXP_NAME")
-    assert run_name("nafnet-dp") == "nafnet-dp"
+    assert run_name("nafnet-dp") == "nafnet-dp" and run_name("nafnet-dp", stage="evaluate") == "nafnet-dp:evaluate"
     monkeypatch.setenv("DVC_EXP_NAME", "exp-abc12")
     tags = standard_tags("ldp-small", protocol="dpdd16-restormer-v1", data_source="synthetic", device="cpu",
                          clip_weights="random")
@@ -96,16 +99,20 @@ def test_run_names_tags_and_params(monkeypatch):
 def test_unreachable_server_does_not_stop_the_run(dataset, tmp_path):
     out = tmp_path / "run"
     uri = _closed_port_uri()
+    entered = []
+
+    @contextmanager
+    def open_tracker(run_id):
+        start = time.monotonic()
+        with Tracker({"train": tiny_cfg()}, "main", run_name(MODEL), standard_tags(MODEL), uri=uri, out_dir=out,
+                     run_id=run_id) as tracker:
+            entered.append(time.monotonic() - start)
+            yield tracker
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        start = time.monotonic()
-        with Tracker({"train": tiny_cfg()}, "main", run_name(MODEL), standard_tags(MODEL), uri=uri,
-                     out_dir=out) as tracker:
-            entered = time.monotonic() - start
-            summary = train(tiny_cfg(), MODEL, dataset, out, tracker=tracker)
-            tracker.log_metrics({"test_psnr": 20.0})
-            tracker.log_model(torch.nn.Conv2d(1, 1, 1))
-    assert entered < 5.0  # one short probe, not MLflow's minutes of HTTP retries
+        summary = run_training(tiny_cfg(), MODEL, dataset, out, open_tracker=open_tracker)
+    assert entered and entered[0] < 5.0  # one short probe, not MLflow's minutes of HTTP retries
     assert summary["iterations_this_run"] == 3 and (out / "model.pt").is_file()
     ours = [w for w in caught if "MLflow tracking" in str(w.message)]
     assert len(ours) == 1 and "unavailable" in str(ours[0].message)  # warned once, not per call
@@ -174,28 +181,28 @@ def test_training_run_logs_to_a_real_mlflow_server(mlflow_server, dataset, tmp_p
     cfg = tiny_cfg(iters=4)
     tags = standard_tags(MODEL, protocol="dpdd16-restormer-v1", data_source="tiny-test", device="cpu",
                          clip_weights="none")
-    with Tracker({"train": cfg}, "main", run_name(MODEL, "smoke"), tags, uri=uri, out_dir=out) as tracker:
-        train(cfg, MODEL, dataset, out, tracker=tracker)
-        tracker.log_metrics({"test_psnr": 21.5, "test_ssim": 0.7})
+    name = run_name(MODEL, "smoke", stage="train")
+    run_training(cfg, MODEL, dataset, out,
+                 open_tracker=lambda run_id: Tracker({"train": cfg}, "main", name, tags, uri=uri, run_id=run_id))
     record = json.loads((out / TRACKING_RECORD).read_text())
     assert record["tracked"] is True and record["errors"] == [] and record["logged"]["models"] == 1, record
 
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(record["run_id"])
-    assert run.info.run_name == "nafnet-dp-smoke@exp-test1" and run.info.status == "FINISHED"
+    assert run.info.run_name == "nafnet-dp-smoke:train@exp-test1" and run.info.status == "FINISHED"
     assert client.get_experiment(run.info.experiment_id).name == "main"
     assert run.data.params["train.iters"] == "4" and run.data.params["train.optim.lr"] == "0.001"
     assert run.data.params["train.model_overrides.tiny"] == "True"
     for key, value in (("model", MODEL), ("DVC_EXP_NAME", "exp-test1"), ("protocol", "dpdd16-restormer-v1"),
-                       ("data_source", "tiny-test"), ("device", "cpu"), ("clip_weights", "none")):
+                       ("data_source", "tiny-test"), ("device", "cpu"), ("clip_weights", "none"),
+                       ("val_view", "crop32")):
         assert run.data.tags[key] == value
     assert "git_commit" in run.data.tags
-    history = client.get_metric_history(run.info.run_id, "train_loss")
+    history = client.get_metric_history(run.info.run_id, "train.loss")
     assert sorted(m.step for m in history) == [1, 2, 3, 4]
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "lr")] == [1, 2, 3, 4]
-    assert "train_charbonnier" in run.data.metrics
-    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_crop32_psnr")) == [2, 4]
-    assert run.data.metrics["test_psnr"] == 21.5
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train.lr")] == [1, 2, 3, 4]
+    assert "train.charbonnier" in run.data.metrics
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "val.psnr")) == [2, 4]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"train_log.csv", "val_log.csv", "train_summary.json", "model_summary.txt", "samples"} <= artifacts
     # The model logged through mlflow.pytorch.log_model reloads and runs.
@@ -239,10 +246,68 @@ def test_sqlite_store_keeps_artifacts_next_to_the_db_not_in_the_cwd(tmp_path, mo
     monkeypatch.chdir(cwd)
     uri = f"sqlite:///{store / 'mlflow.db'}"
     with Tracker({"train": tiny_cfg()}, "losses", "r", {"model": MODEL}, uri=uri, out_dir=tmp_path / "out") as t:
-        t.log_metrics({"train_loss": 0.5}, step=3)
-        t.log_text("hello", "notes/a.txt")
+        t.log_metrics({"train.loss": 0.5}, step=3)
+        note = tmp_path / "a.txt"
+        note.write_text("hello")
+        t.log_artifact(note, "notes")
     assert t.tracked and list(cwd.iterdir()) == []
     run = MlflowClient(tracking_uri=uri).get_run(t.run_id)
-    assert run.data.metrics["train_loss"] == 0.5 and run.data.params["train.iters"] == "3"
+    assert run.data.metrics["train.loss"] == 0.5 and run.data.params["train.iters"] == "3"
     assert run.info.artifact_uri.startswith((store / "mlruns" / "losses").as_uri())
     assert (store / "mlruns" / "losses" / t.run_id / "artifacts" / "notes" / "a.txt").read_text() == "hello"
+    assert sorted(p.name for p in store.iterdir()) == ["mlflow.db", "mlruns"]  # no lock or temp file left
+
+
+def test_a_run_id_resumes_the_same_run_from_killed_to_finished(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(KeyboardInterrupt):
+        with Tracker({"train": tiny_cfg()}, "main", "r", uri=uri) as first:
+            first.log_metrics({"train.loss": 1.0}, step=1)
+            raise KeyboardInterrupt  # SIGINT, or SIGTERM through ldp.train.TrainingTerminated
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(first.run_id).info.status == "KILLED"
+    with Tracker({"train": tiny_cfg()}, "main", "r", uri=uri, run_id=first.run_id) as again:
+        assert client.get_run(first.run_id).info.status == "RUNNING"
+        again.log_metrics({"train.loss": 0.5}, step=2)
+    run = client.get_run(first.run_id)
+    assert again.run_id == first.run_id and run.info.status == "FINISHED" and run.data.tags["resumed"] == "1"
+    assert [(m.step, m.value) for m in client.get_metric_history(first.run_id, "train.loss")] == [(1, 1.0), (2, 0.5)]
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+CONCURRENT_RUN = """
+import os, sys, time
+from pathlib import Path
+import mlflow.store.tracking.sqlalchemy_store  # the slow imports before the start line
+from ldp.tracking import Tracker
+go = Path(sys.argv[2])
+(go.parent / f"ready-{os.getpid()}").touch()
+while not go.exists():
+    time.sleep(0.01)
+with Tracker(None, "main", "r", uri=sys.argv[1]) as t:
+    t.log_metrics({"a": 1.0}, step=1)
+print("TRACKED" if t.tracked else f"UNTRACKED {t.reason}")
+"""
+
+
+def test_concurrent_first_runs_create_one_working_store(tmp_path):
+    # Processes that enter a Tracker at the same moment on a fresh sqlite path all log, and the store works after.
+    from mlflow.tracking import MlflowClient
+
+    uri, go = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "go"
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_RUN, uri, str(go)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path) for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < len(procs):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "the processes did not start"
+        time.sleep(0.05)
+    go.touch()
+    outputs = [p.communicate(timeout=180)[0] for p in procs]
+    assert all(out.strip().endswith("TRACKED") and "UNTRACKED" not in out for out in outputs), outputs
+    runs = MlflowClient(tracking_uri=uri).search_runs([MlflowClient(tracking_uri=uri).get_experiment_by_name(
+        "main").experiment_id])
+    assert len(runs) == 2
+
