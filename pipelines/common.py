@@ -44,6 +44,13 @@ def run_stage(configure: Callable[[Mapping[str, Any], list[str]], C], run: Calla
 
 
 def one_arg(argv: list[str], what: str) -> str:
+    """The stage's one argument (an experiment or blur-map id)."""
     if len(argv) != 1:
         raise ValueError(f"usage: python -m pipelines.<stage> <{what}> [--params FILE]")
     return argv[0]
+
+
+def no_args(argv: list[str], stage: str) -> None:
+    """A stage that takes no argument besides ``--params``."""
+    if argv:
+        raise ValueError(f"usage: python -m pipelines.{stage} [--params FILE]")

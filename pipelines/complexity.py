@@ -6,12 +6,11 @@ import torch
 
 from ldp.complexity import ComplexityConfig, complexity_report, render_markdown, write_complexity
 from ldp.config import section
-from pipelines.common import run_stage
+from pipelines.common import no_args, run_stage
 
 
 def configure(params, argv) -> ComplexityConfig:
-    if argv:
-        raise ValueError("usage: python -m pipelines.complexity [--params FILE]")
+    no_args(argv, "complexity")
     return section(params, "complexity", ComplexityConfig)
 
 

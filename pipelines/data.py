@@ -2,12 +2,11 @@
 
 from ldp.data.sources import load_data_config, prepare_dataset
 from ldp.runs import Layout
-from pipelines.common import run_stage
+from pipelines.common import no_args, run_stage
 
 
 def configure(params, argv):
-    if argv:
-        raise ValueError("usage: python -m pipelines.data [--params FILE]")
+    no_args(argv, "data")
     return load_data_config(params)
 
 

@@ -9,7 +9,7 @@ from ldp.config import section, where_of
 from ldp.experiments import CONFIG_JSON
 from ldp.figures import FiguresConfig, FigureSources, check_figure_inputs, check_figures_config, make_figures
 from ldp.runs import Layout, load_trained
-from pipelines.common import run_stage
+from pipelines.common import no_args, run_stage
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,7 @@ class FiguresJob:
 
 
 def configure(params, argv) -> FiguresJob:
-    if argv:
-        raise ValueError("usage: python -m pipelines.figures [--params FILE]")
+    no_args(argv, "figures")
     cfg = section(params, "figures", FiguresConfig)
     check_figures_config(cfg, where_of(params))
     return FiguresJob(cfg)

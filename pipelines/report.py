@@ -5,12 +5,11 @@ Reads params `report`."""
 from ldp.config import section, where_of
 from ldp.report import ReportConfig, check_notebooks, render_report
 from ldp.runs import Layout
-from pipelines.common import run_stage
+from pipelines.common import no_args, run_stage
 
 
 def configure(params, argv) -> ReportConfig:
-    if argv:
-        raise ValueError("usage: python -m pipelines.report [--params FILE]")
+    no_args(argv, "report")
     cfg = section(params, "report", ReportConfig)
     check_notebooks(cfg, where_of(params))
     return cfg

@@ -8,7 +8,7 @@ from ldp.config import section, where_of
 from ldp.experiments import ExperimentConfig, load_experiments
 from ldp.runs import Layout
 from ldp.tables import TablesConfig, check_table_labels, write_tables
-from pipelines.common import run_stage
+from pipelines.common import no_args, run_stage
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,7 @@ class TablesJob:
 
 
 def configure(params, argv) -> TablesJob:
-    if argv:
-        raise ValueError("usage: python -m pipelines.tables [--params FILE]")
+    no_args(argv, "tables")
     experiments = load_experiments(params)
     check_table_labels(experiments, where_of(params))
     return TablesJob(experiments, section(params, "tables", TablesConfig))
