@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--left", required=True)
     s.add_argument("--right", required=True)
     s.add_argument("--out", required=True, help="output PNG (16-bit)")
-    s.add_argument("--model", default="ldp-small")
+    s.add_argument("--model", help="registered model (default: the one the --weights were trained as, from the "
+                                   "config.json beside them)")
     s.add_argument("--weights", help="checkpoint; omit only to test the plumbing (random init)")
     s.add_argument("--blurmap", help=".npy blur map; default: estimated with the default blur-map config")
 

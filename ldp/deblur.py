@@ -3,14 +3,17 @@
 The pair is read like the dataset (16-bit /65535, 8-bit /255; both views of one size and one bit depth, the data
 stage's rule), restored at full resolution (whole or tiled,
 per the model's registered mode unless overridden), clamped to [0, 1] and written as a 16-bit PNG atomically.
+Weights written by ``ldp train`` have the run's resolved experiment beside them (``config.json``): the network is
+rebuilt from it (model and build overrides) and its blur map is estimated with the config it was trained with.
 Models that take a blur map get one from ``blurmap`` (a ``.npy`` map at patch-grid or image size, or an array),
-or, when ``blurmap`` is None, from the blur-map module (``blurmap_cfg``: a ``BlurMapConfig``, its defaults when
-None; note the offline default uses random CLIP weights, which the returned record says).
+or, when ``blurmap`` is None, from the blur-map module (``blurmap_cfg``, else the training run's config, else the
+defaults with a warning: offline they use random CLIP weights, which the returned record says).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +51,20 @@ def estimate_blurmap(left: np.ndarray, right: np.ndarray, cfg=None) -> tuple[np.
     return mapper({"left": left, "right": right}, name="user pair"), mapper.meta()
 
 
+def trained_experiment(weights: str | Path | None):
+    """The resolved experiment a training run wrote beside ``weights`` (``config.json``), or None."""
+    from ldp.experiments import CONFIG_JSON, read_resolved
+
+    if weights is None or not (Path(weights).parent / CONFIG_JSON).is_file():
+        return None
+    return read_resolved(Path(weights).parent)
+
+
 def deblur_pair(
     left_path: str | Path,
     right_path: str | Path,
     out_path: str | Path,
-    model_name: str,
+    model_name: str | None,
     weights: str | Path | None,
     blurmap: str | Path | np.ndarray | torch.Tensor | None = None,
     *,
@@ -63,7 +75,15 @@ def deblur_pair(
     overlap: int = 64,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Restore one DP pair and write ``out_path`` (16-bit PNG). Returns a small record of what was done."""
+    """Restore one DP pair and write ``out_path`` (16-bit PNG). Returns a small record of what was done.
+
+    ``model_name`` None: the model of the training run that wrote ``weights`` (its ``config.json``)."""
+    trained = trained_experiment(weights)
+    if trained is not None and model_name not in (None, trained.model):
+        raise DeblurError(f"{weights}: trained as {trained.model!r} (its config.json), not {model_name!r}")
+    if trained is None and model_name is None:
+        raise DeblurError("give --model, or --weights written by ldp train (with its config.json beside them)")
+    model_name = trained.model if trained is not None else model_name
     spec = get_spec(model_name)
     if tiling not in ("auto", "whole", "tiled"):
         raise DeblurError(f"tiling must be auto, whole or tiled, got {tiling!r}")
@@ -84,7 +104,13 @@ def deblur_pair(
     if spec.input_kind == "dp+blurmap":
         from ldp.blurmap import BlurMapConfig
 
-        bcfg = blurmap_cfg or BlurMapConfig()
+        bcfg = blurmap_cfg or (trained.blurmap_config if trained is not None else None)
+        if bcfg is None:
+            if blurmap is None and weights is not None:
+                warnings.warn(f"{weights}: no config.json beside the weights, so the blur map is estimated with the "
+                              "default blur-map config (random CLIP weights offline), not the one the network was "
+                              "trained with; pass --blurmap to give one", RuntimeWarning, stacklevel=2)
+            bcfg = BlurMapConfig()
         if blurmap is None:
             blurmap, meta = estimate_blurmap(left_np, right_np, bcfg)
             blurmap_info = {"source": "estimated", "estimator": meta.get("estimator"),
@@ -102,7 +128,8 @@ def deblur_pair(
             blurmap_info = {"source": "given"}
         bmap = _blurmap_at(blurmap, (h, w), bcfg.patch_size, dev)
 
-    model = prepare_model(model_name, weights, dev, seed=seed)
+    model = prepare_model(model_name, weights, dev, seed=seed,
+                          overrides=trained.model_overrides if trained is not None else None)
     mode = spec.inference if tiling == "auto" else tiling
     t0 = time.perf_counter()
     pred = restore(model, spec.input_kind, to_batch(left_np, dev), to_batch(right_np, dev), bmap, mode, tile,
@@ -113,6 +140,7 @@ def deblur_pair(
         "out": str(out_path),
         "model": model_name,
         "weights": str(weights) if weights is not None else RANDOM_INIT,
+        "experiment": trained.name if trained is not None else None,
         "inference": mode,
         "blurmap": blurmap_info,
         "seconds": elapsed,

@@ -144,11 +144,13 @@ def weights_record(weights: str | Path | None) -> dict[str, Any] | str:
 
 
 def prepare_model(
-    model_name: str, weights: str | Path | None, device: torch.device, seed: int = 0
+    model_name: str, weights: str | Path | None, device: torch.device, seed: int = 0,
+    overrides: Mapping[str, Any] | None = None,
 ) -> nn.Module:
-    """Build a registered model and load weights safely (``weights_only=True``); random init when None."""
+    """Build a registered model (with its build ``overrides``) and load weights safely (``weights_only=True``);
+    random init when None."""
     torch.manual_seed(seed)
-    model = build_model(model_name)
+    model = build_model(model_name, **(overrides or {}))
     if weights is not None:
         from ldp.checkpoint import load_weights
 

@@ -25,6 +25,7 @@ PARAMS = {
     "data": {"source": "synthetic", "synthetic": {"seed": 3, "height": 48, "width": 64, "train": 2, "val": 1,
                                                   "test": 2}},
     "blurmaps": {"none": {"estimator": "none"}, "oracle": {"estimator": "oracle"},
+                 "classical": {"estimator": "classical", "patch_size": 16, "max_disparity": 2},
                  "missing": {"estimator": "oracle"}},
     "train": {"iters": 2, "patch_size": 32, "batch_size": 1, "val": {"every": 2, "crop": 32, "samples": 0},
               "checkpoint_every": 2},
@@ -35,6 +36,8 @@ PARAMS = {
                         "train": {"model_overrides": {"tiny": True}}},
         "tiny-ldp": {"model": "ldp-small", "blurmap": "oracle", "recipe": "plain", "ldp_losses": True,
                      "train": {"model_overrides": {"tiny": True}}},
+        "tiny-ldp-classical": {"model": "ldp-small", "blurmap": "classical", "recipe": "plain",
+                               "train": {"model_overrides": {"tiny": True}}},
     },
     "evaluate": {"bootstrap": 50, "lpips": False, "save_samples": 0},
     "mlflow": {"enabled": True},
@@ -49,9 +52,9 @@ def workspace(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("runs")
     prepare_dataset(load_data_config(PARAMS), root / "data" / "dataset")
-    for estimator in ("none", "oracle"):
-        estimate_blurmaps(BlurMapConfig(estimator=estimator), root / "data" / "dataset",
-                          root / "data" / "blurmaps" / estimator)
+    for name in ("none", "oracle", "classical"):
+        estimate_blurmaps(BlurMapConfig(**PARAMS["blurmaps"][name]), root / "data" / "dataset",
+                          root / "data" / "blurmaps" / name)
     return root
 
 
@@ -132,3 +135,19 @@ def test_evaluation_without_a_finished_training_names_the_file(run_dir):
     job = configure_evaluation(load_params(_params_file(tmp_path)), "tiny-ldp", layout)
     with pytest.raises(FileNotFoundError, match=r"checkpoints/tiny-ldp/config.json"):
         evaluate_experiment(job)
+
+
+def test_deblur_rebuilds_the_trained_network_and_its_blur_map_config(run_dir):
+    from ldp.deblur import DeblurError, deblur_pair
+
+    tmp_path, layout = run_dir
+    train_experiment(configure_training(load_params(_params_file(tmp_path)), "tiny-ldp-classical", layout))
+    weights = layout.checkpoints / "tiny-ldp-classical" / "model.pt"
+    scene = layout.dataset / "dd_dp_dataset_canon" / "test_l" / "source"
+    left = sorted(scene.glob("*_L.png"))[0]
+    right = Path(str(left).replace("test_l", "test_r").replace("_L.png", "_R.png"))
+    rec = deblur_pair(left, right, tmp_path / "out.png", None, weights, device="cpu")
+    assert rec["model"] == "ldp-small" and rec["experiment"] == "tiny-ldp-classical"
+    assert rec["blurmap"]["estimator"] == "classical"  # the map config it was trained with, not the default
+    with pytest.raises(DeblurError, match=r"trained as 'ldp-small' \(its config.json\), not 'nafnet-dp'"):
+        deblur_pair(left, right, tmp_path / "out.png", "nafnet-dp", weights, device="cpu")
