@@ -35,7 +35,6 @@ from ldp.train import (
     partial_dir,
     phases,
     run_training,
-    train_config,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,18 +104,6 @@ def test_merge_overrides_is_strict_and_deep():
         merge_overrides(TrainConfig, defaults, {"optim": {"lrr": 1}}, "params.yaml:experiments.x.train")
     with pytest.raises(ConfigError, match=r"experiments\.x\.train\.iter: unknown key"):
         merge_overrides(TrainConfig, defaults, {"iter": 1}, "params.yaml:experiments.x.train")
-
-
-def test_train_config_from_params_with_override():
-    params = {"train": {"iters": 300, "optim": {"lr": 3e-4, "grad_clip": 0.01}, "ema": {"enabled": True}}}
-    cfg = train_config(params, {"iters": 20, "optim": {"lr": 1e-3},
-                                "progressive": [[10, 32, 4], [10, 48, 2]]}, override_where="exp.train")
-    assert cfg.iters == 20 and cfg.optim.lr == 1e-3 and cfg.optim.grad_clip == 0.01 and cfg.ema.enabled
-    assert cfg.progressive == ((10, 32, 4), (10, 48, 2))
-    with pytest.raises(ConfigError, match=r"params.yaml:train.optim.nme: unknown key"):
-        train_config({"train": {"optim": {"nme": "adam"}}})
-    with pytest.raises(ConfigError, match="expected an integer"):
-        train_config(params, {"iters": "many"})
 
 
 def test_progressive_phases_cover_iters():

@@ -18,7 +18,6 @@ from ldp.train.config import (
     check_values,
     lr_at,
     phases,
-    train_config,
 )
 from ldp.train.engine import EMA, Engine, Runtime, setup_runtime
 from ldp.train.loop import TrainingTerminated, check_run, run_training
@@ -27,5 +26,5 @@ from ldp.train.state import CHECKPOINT_FORMAT, partial_dir
 __all__ = [
     "CHECKPOINT_FORMAT", "EMA", "EMAConfig", "Engine", "LRFactor", "OptimConfig", "Runtime", "ScheduleConfig",
     "TrainConfig", "TrainingTerminated", "ValConfig", "check_run", "check_values", "lr_at", "partial_dir", "phases",
-    "run_training", "setup_runtime", "train_config",
+    "run_training", "setup_runtime",
 ]

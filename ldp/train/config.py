@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ldp.config import ConfigError, from_dict, merge_overrides, to_flat_dict
+from ldp.config import ConfigError, to_flat_dict
 from ldp.losses import LossConfig
 
 # Maps a TrainConfig field path (``optim.lr``, ``progressive[1]``) to the params location the user wrote.
@@ -81,15 +81,6 @@ class TrainConfig:
     cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = PyTorch's default (one per core)
     find_unused_parameters: bool = False  # DDP
     model_overrides: dict[str, Any] = field(default_factory=dict)
-
-
-def train_config(params: Mapping[str, Any], override: Mapping[str, Any] | None = None, *, key: str = "train",
-                 where: str = "params.yaml", override_where: str = "override") -> TrainConfig:
-    """``TrainConfig`` from ``params[key]`` (the defaults) with a per-experiment ``override`` merged on strictly."""
-    base = params.get(key) or {}
-    from_dict(TrainConfig, base, f"{where}:{key}")  # the defaults on their own first: errors name the right place
-    merged = merge_overrides(TrainConfig, base, override, override_where)
-    return from_dict(TrainConfig, merged, f"{where}:{key}+{override_where}")
 
 
 def config_json(cfg: TrainConfig) -> str:
