@@ -136,7 +136,13 @@ def to_image(t: torch.Tensor) -> np.ndarray:
     return t[0].permute(1, 2, 0).float().cpu().numpy()
 
 
-def weights_record(weights: str | Path | None) -> dict[str, Any] | str:
+def weights_record(weights: str | Path | None, model_name: str = "") -> dict[str, Any] | str:
+    """``{"path", "sha256"}`` of a weights file, ``"random-init"`` without one, and the weight-free record of an
+    input baseline (which takes no weights file)."""
+    from ldp.models.input_baselines import NO_WEIGHTS, is_input_baseline
+
+    if is_input_baseline(model_name):
+        return NO_WEIGHTS
     if weights is None:
         return RANDOM_INIT
     path = Path(weights)
@@ -148,7 +154,11 @@ def prepare_model(
     overrides: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Build a registered model (with its build ``overrides``) and load weights safely (``weights_only=True``);
-    random init when None."""
+    random init when None. An input baseline takes no weights."""
+    from ldp.models.input_baselines import is_input_baseline
+
+    if weights is not None and is_input_baseline(model_name):
+        raise EvaluationError(f"{weights}: model {model_name!r} is an input baseline and takes no weights")
     torch.manual_seed(seed)
     model = build_model(model_name, **(overrides or {}))
     if weights is not None:
@@ -250,7 +260,8 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate ``model_name`` on a dataset split under ``cfg.protocol`` and write the results to ``out_dir``.
 
-    ``weights=None`` evaluates a random init (recorded as ``"random-init"``); ``model`` passes an already
+    ``weights=None`` evaluates a random init (recorded as ``"random-init"``; an input baseline, which has no
+    weights, is recorded as ``"none needed (input baseline)"``); ``model`` passes an already
     built network (e.g. right after training) instead of building one. ``split`` overrides ``cfg.split``.
     ``experiment`` (a resolved experiment as JSON) is recorded in ``metrics.json``.
     Models with input kind ``dp+blurmap`` read their blur maps from ``blurmap_dir`` (the blur-map stage).
@@ -266,7 +277,10 @@ def evaluate(
     table = load_manifest(root, split)
     if table.empty:
         raise EvaluationError(f"{root / 'manifest.csv'}: no rows for split {split!r}")
-    needed = ("left", "right", "target") if spec.input_kind in ("dp", "dp+blurmap") else ("target",)
+    from ldp.models.input_baselines import INPUT_AVERAGE, combined_views
+
+    views_needed = spec.input_kind in ("dp", "dp+blurmap") or model_name == INPUT_AVERAGE
+    needed = ("left", "right", "target") if views_needed else ("target",)
     for col in needed:
         empty = table.loc[table[col] == "", "scene"].tolist()
         if empty:
@@ -292,6 +306,7 @@ def evaluate(
         model = prepare_model(model_name, weights, device, seed=cfg.seed)
     else:
         model = model.to(device).eval()
+    weights_rec = weights_record(weights, model_name)
     lpips_model, lpips_reason = load_lpips(device) if cfg.lpips else (None, "disabled (evaluate.lpips: false)")
 
     # Samples go to a temp folder that replaces samples/ only when the whole run succeeded.
@@ -299,6 +314,7 @@ def evaluate(
     try:
         rows: list[dict[str, Any]] = []
         model_s = metric_s = 0.0
+        fed_counts: dict[str, int] = {}  # combined-kind models: which image each scene's input was
         bar = tqdm(table.to_dict("records"), desc=f"eval {model_name}", disable=quiet, unit="img")
         for i, row in enumerate(bar):
             scene = load_scene(root, row)
@@ -306,15 +322,17 @@ def evaluate(
             h, w = target.shape[-2:]
             left = to_batch(scene["left"], device) if "left" in scene else None
             right = to_batch(scene["right"], device) if "right" in scene else None
-            if spec.input_kind == "combined" and (left is None or right is None):
-                left = right = to_batch(scene["combined"], device)  # (V + V) / 2 = V
+            if spec.input_kind == "combined":
+                left_img, right_img, fed = combined_views(model_name, scene)
+                left, right = to_batch(left_img, device), to_batch(right_img, device)
+                fed_counts[fed] = fed_counts.get(fed, 0) + 1
             bmap = load_blurmap_tensor(blurmap_dir, row["scene"], (h, w), device) if use_blurmap else None
 
             source = root / (row["left"] or row["combined"] or row["target"])
             _sync(device)
             t0 = time.perf_counter()
             pred = restore(model, spec.input_kind, left, right, bmap, mode, cfg.tile, cfg.overlap,
-                           label=f"scene {row['scene']} ({source}), weights {weights or RANDOM_INIT}")
+                           label=f"scene {row['scene']} ({source}), weights {_weights_label(weights_rec)}")
             _sync(device)
             t1 = time.perf_counter()
             if pred.shape != target.shape:
@@ -349,7 +367,8 @@ def evaluate(
         "model": model_name,
         "input_kind": spec.input_kind,
         "inference": {"mode": mode, "tile": cfg.tile, "overlap": cfg.overlap} if mode == "tiled" else {"mode": mode},
-        "weights": weights_record(weights),
+        "weights": weights_rec,
+        "combined_input": fed_counts if spec.input_kind == "combined" else None,  # image → number of scenes
         "data_source": {
             "name": data_source or root.resolve().name,
             "root": str(root.resolve()),

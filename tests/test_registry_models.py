@@ -21,6 +21,7 @@ import torch
 import ldp
 import ldp.registry
 from ldp.config import ConfigError
+from ldp.models.input_baselines import INPUT_BASELINES
 from ldp.models.inputs import INPUT_CHANNELS, make_input, primary_output
 from ldp.models.tiling import infer
 
@@ -65,8 +66,11 @@ def test_unknown_name_suggests_close_names():
 def test_spec_is_complete(name):
     spec = ldp.get_spec(name)
     assert spec.input_kind in INPUT_CHANNELS
-    assert spec.inference in ("whole", "tiled")
+    assert spec.inference in ("whole", "tiled", "windows")
     assert spec.description
+    if name in INPUT_BASELINES:  # parameter-free: no build options, hence no config dataclass and no tiny config
+        assert spec.config is None and spec.build_config() is None and spec.build_config({"tiny": True}) is None
+        return
     assert dataclasses.is_dataclass(spec.config) and spec.config.__dataclass_params__.frozen
     assert spec.tiny, f"{name}: no tiny config"
     default, tiny = spec.build_config(), spec.build_config({"tiny": True})
@@ -157,6 +161,10 @@ def test_tiny_forward_backward(name):
     spec = ldp.get_spec(name)
     torch.manual_seed(0)
     model = ldp.build_model(name, tiny=True)
+    if name in INPUT_BASELINES:  # no parameters, so no gradient to check: the output is the input, exactly
+        x = _inputs(spec.input_kind)
+        assert not list(model.parameters()) and torch.equal(model(x), x)
+        return
     n_params = sum(p.numel() for p in model.parameters())
     assert 0 < n_params <= TINY_MAX_PARAMS, f"{name}: tiny config has {n_params} params"
     # Nudge every parameter so zero-initialised scales (NAFNet beta/gamma, ...) do not hide dead branches.

@@ -1,3 +1,3 @@
 """Core networks. Importing this package registers them (explicit imports, no folder scanning)."""
 
-from ldp.models import ldp_net, nafnet  # noqa: F401  (importing registers the models)
+from ldp.models import input_baselines, ldp_net, nafnet  # noqa: F401  (importing registers the models)
