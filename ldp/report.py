@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,13 +94,13 @@ def training_curves(results: Path, tracking_uri: str | None, experiments: list[s
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        from ldp.tracking import default_tracking_uri
+        from ldp.tracking import default_tracking_uri, using_tracking_uri
 
-        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-        mlflow.set_tracking_uri(uri)
+        uri = tracking_uri or default_tracking_uri()
         client = MlflowClient(uri)
-        runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.stage = 'train'",
-                                  order_by=["attributes.start_time DESC"])
+        with using_tracking_uri(uri):
+            runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.stage = 'train'",
+                                      order_by=["attributes.start_time DESC"])
         seen: set[str] = set()
         for _, run in runs.iterrows():
             exp = run.get("tags.experiment")

@@ -78,6 +78,25 @@ def default_tracking_uri() -> str:
     return "sqlite:///" + str((repo_root() / DB_NAME).resolve())
 
 
+@contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API pointed at ``uri`` for a block. ``mlflow.set_tracking_uri`` also sets the process's
+    ``MLFLOW_TRACKING_URI``; both are put back as they were, so no later run inherits the URI."""
+    import mlflow
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
 def local_artifact_location(uri: str, experiment: str) -> str | None:
     """Absolute artifact folder for a sqlite store: ``<db folder>/mlruns/<experiment>``.
 
@@ -406,16 +425,11 @@ class Tracker:
         import torch
 
         def _log() -> None:
-            previous = mlflow.get_tracking_uri()
-            mlflow.set_tracking_uri(self.uri)
-            try:
-                with mlflow.start_run(run_id=self.run_id):
-                    # "pickle": any model with any input size reloads (MLflow 3's default "pt2" is a graph traced
-                    # at one input shape). The safe weights-only file is model.pt, logged as an artifact.
-                    mlflow.pytorch.log_model(model, name=name, serialization_format="pickle",
-                                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-            finally:
-                mlflow.set_tracking_uri(previous)
+            with using_tracking_uri(self.uri), mlflow.start_run(run_id=self.run_id):
+                # "pickle": any model with any input size reloads (MLflow 3's default "pt2" is a graph traced
+                # at one input shape). The safe weights-only file is model.pt, logged as an artifact.
+                mlflow.pytorch.log_model(model, name=name, serialization_format="pickle",
+                                         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
 
         if self._call(_log):
             self.logged["models"] += 1

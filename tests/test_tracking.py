@@ -311,3 +311,20 @@ def test_concurrent_first_runs_create_one_working_store(tmp_path):
         "main").experiment_id])
     assert len(runs) == 2
 
+
+
+def test_using_tracking_uri_puts_the_process_environment_back(monkeypatch, tmp_path):
+    """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI; a later run must not inherit another run's URI."""
+    import mlflow
+
+    from ldp.tracking import using_tracking_uri
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'a.db'}")
+    with using_tracking_uri(f"sqlite:///{tmp_path / 'b.db'}"):
+        assert os.environ["MLFLOW_TRACKING_URI"].endswith("b.db")
+    assert os.environ["MLFLOW_TRACKING_URI"].endswith("a.db")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with using_tracking_uri(f"sqlite:///{tmp_path / 'b.db'}"):
+        pass
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.get_tracking_uri() != f"sqlite:///{tmp_path / 'b.db'}"
