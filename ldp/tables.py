@@ -1,7 +1,9 @@
 """Build the paper's tables from the evaluation outputs: the paper's number, ours, the difference and a 95 % CI.
 
-Rows that rest on random CLIP weights, smoke schedules, untrained weights or non-DPDD data carry labels that say so
-(docs/metrics.md, "Table labels").
+Every table starts with the two input baselines (``input-combined``, ``input-average``; results/eval/<name>/), and
+every row carries its paired gain over the stronger of them: mean PSNR gain in dB, a paired bootstrap 95 % CI over
+the scenes, and how many images it improved. Rows that rest on random CLIP weights, smoke schedules, untrained
+weights or non-DPDD data carry labels that say so (docs/metrics.md, "Table labels").
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from ldp.config import ConfigError
 from ldp.evaluate import METRICS_JSON, RANDOM_INIT
 from ldp.experiments import TABLES, ExperimentConfig
 from ldp.fsutil import atomic_dir
-from ldp.paper_results import paper_row
+from ldp.models.input_baselines import INPUT_BASELINE_LABELS, INPUT_BASELINES, NO_WEIGHTS
+from ldp.paper_results import PaperRow, paper_row
+from ldp.stats import PER_IMAGE_CSV, StatsError, paired_bootstrap_diff, read_per_image
 
 METRICS = ("psnr", "ssim", "mae", "rmse", "lpips")
 PAPER_METRICS = ("psnr", "ssim", "mae", "rmse")
@@ -29,6 +33,9 @@ DECIMALS = {"psnr": 2, "ssim": 3, "mae": 3, "rmse": 3, "lpips": 3}
 TABLES_MD = "tables.md"
 TRAIN_SUMMARY_JSON = "train_summary.json"
 UNTRAINED = "untrained (random init)"
+GAIN_RESAMPLES = 2000  # paired bootstrap of the gain over the stronger input baseline (seed GAIN_SEED)
+GAIN_SEED = 0
+BELOW_INPUT = "▼"  # markdown marker of a row whose mean PSNR is below the stronger input baseline
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,11 @@ def row_label(name: str, exp: ExperimentConfig) -> str:
     return exp.label or name
 
 
+def is_input_baseline_run(metrics: Mapping[str, Any]) -> bool:
+    """Evaluated as a weight-free input baseline (``weights`` is ``none needed (input baseline)``)."""
+    return metrics.get("weights") == NO_WEIGHTS
+
+
 def is_untrained(metrics: Mapping[str, Any]) -> bool:
     """Evaluated on a random init (``weights`` is the string ``random-init``, not a file record)."""
     return metrics.get("weights") == RANDOM_INIT
@@ -72,7 +84,7 @@ def row_labels(metrics: Mapping[str, Any], train_summary: Mapping[str, Any] | No
         labels.append("random CLIP weights")
     if is_untrained(metrics):
         labels.append(UNTRAINED)
-    elif profile != "paper":
+    elif profile != "paper" and not is_input_baseline_run(metrics):  # an input baseline has no schedule
         iters = (train_summary or {}).get("iterations")
         labels.append(f"smoke schedule ({iters} iters)" if iters else "smoke schedule")
     return labels
@@ -95,11 +107,24 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 def table_row(table: str, name: str, exp: ExperimentConfig, metrics: Mapping[str, Any],
               train_summary: Mapping[str, Any] | None, profile: str) -> dict[str, Any]:
     """One row of ``table``: the experiment's means and CIs, the paper's values and the differences."""
-    paper = paper_row(exp.tables[table])
-    row: dict[str, Any] = {
-        "experiment": name, "label": row_label(name, exp), "model": exp.model, "blurmap": exp.blurmap,
-        "ldp_losses": exp.ldp_losses, "n_images": metrics.get("n_images"),
-    }
+    row = {"experiment": name, "label": row_label(name, exp), "model": exp.model, "blurmap": exp.blurmap,
+           "ldp_losses": exp.ldp_losses}
+    return _fill_row(row, paper_row(exp.tables[table]), metrics, row_labels(metrics, train_summary, profile))
+
+
+def input_baseline_row(name: str, metrics: Mapping[str, Any], profile: str) -> dict[str, Any]:
+    """The row of the input baseline ``name`` (the paper reports none)."""
+    if not is_input_baseline_run(metrics):
+        raise ValueError(f"{name}/{METRICS_JSON}: weights {metrics.get('weights')!r}, not an input baseline's "
+                         f"{NO_WEIGHTS!r}; re-run the inputs stage (dvc repro inputs)")
+    row = {"experiment": name, "label": INPUT_BASELINE_LABELS[name], "model": name, "blurmap": "none",
+           "ldp_losses": False}
+    return _fill_row(row, None, metrics, row_labels(metrics, None, profile))
+
+
+def _fill_row(row: dict[str, Any], paper: PaperRow | None, metrics: Mapping[str, Any],
+              labels: list[str]) -> dict[str, Any]:
+    row["n_images"] = metrics.get("n_images")
     for subset in SUBSETS:
         suffix = "" if subset == "all" else f"_{subset}"
         for metric in METRICS:
@@ -113,24 +138,59 @@ def table_row(table: str, name: str, exp: ExperimentConfig, metrics: Mapping[str
         ref = getattr(paper, f"psnr_{subset}") if paper else None
         row[f"paper_psnr_{subset}"] = math.nan if ref is None else ref
     row["paper_source"] = paper.source if paper else "not reported by the paper"
-    row["labels"] = "; ".join(row_labels(metrics, train_summary, profile))
+    row["labels"] = "; ".join(labels)
     return row
+
+
+def _read_metrics(eval_dir: Path, name: str, what: str) -> dict[str, Any]:
+    path = Path(eval_dir) / name / METRICS_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: evaluation output missing for {what} {name!r}")
+    return _read_json(path, "evaluation output")
 
 
 def build_table(table: str, experiments: Mapping[str, ExperimentConfig], eval_dir: Path, train_dir: Path,
                 profile: str) -> pd.DataFrame:
-    """The rows of ``table``, one per experiment that lists it, in the order of ``experiments``."""
-    rows = []
+    """The rows of ``table``: the input baselines first, then one per experiment that lists it (in the order of
+    ``experiments``), each with its paired PSNR gain over the stronger input baseline (:func:`add_gains`)."""
+    rows = [input_baseline_row(name, _read_metrics(eval_dir, name, "input baseline"), profile)
+            for name in INPUT_BASELINES]
     for name, exp in experiments.items():
         if table not in exp.tables:
             continue
-        metrics_path = Path(eval_dir) / name / METRICS_JSON
-        if not metrics_path.is_file():
-            raise FileNotFoundError(f"{metrics_path}: evaluation output missing for experiment {name!r}")
+        metrics = _read_metrics(eval_dir, name, "experiment")
         summary_path = Path(train_dir) / name / TRAIN_SUMMARY_JSON
         summary = _read_json(summary_path, "training summary") if summary_path.is_file() else None
-        rows.append(table_row(table, name, exp, _read_json(metrics_path, "evaluation output"), summary, profile))
-    return pd.DataFrame(rows)
+        rows.append(table_row(table, name, exp, metrics, summary, profile))
+    return add_gains(pd.DataFrame(rows), eval_dir)
+
+
+def add_gains(df: pd.DataFrame, eval_dir: Path) -> pd.DataFrame:
+    """Each row's PSNR gain over the stronger input baseline (the input row with the higher mean PSNR; the first
+    on a tie), paired by scene on the rows' per-image files: ``gain_over`` (that baseline's experiment),
+    ``gain_psnr`` and its paired bootstrap 95 % CI ``gain_psnr_ci_lo/hi``, and ``improved`` of ``n_paired`` images
+    (strictly higher PSNR than the baseline on that image)."""
+    inputs = df[df["experiment"].isin(INPUT_BASELINES)]
+    stronger = inputs.sort_values("psnr", ascending=False, kind="stable", na_position="last")["experiment"].iloc[0]
+    base_path = Path(eval_dir) / stronger / PER_IMAGE_CSV
+    base = read_per_image(base_path)
+    gains = []
+    for name in df["experiment"]:
+        path = Path(eval_dir) / name / PER_IMAGE_CSV
+        other = read_per_image(path)
+        try:
+            res = paired_bootstrap_diff(other, base, "psnr", n=GAIN_RESAMPLES, seed=GAIN_SEED)
+        except StatsError as exc:
+            raise ValueError(f"{path} against {base_path}: {exc}") from None
+        paired = other[["scene", "psnr"]].merge(base[["scene", "psnr"]], on="scene", suffixes=("", "_base"))
+        gains.append({"gain_over": stronger, "gain_psnr": _nan(res["mean_diff"]),
+                      "gain_psnr_ci_lo": _nan(res["ci_low"]), "gain_psnr_ci_hi": _nan(res["ci_high"]),
+                      "improved": int((paired["psnr"] > paired["psnr_base"]).sum()), "n_paired": len(paired)})
+    return pd.concat([df.reset_index(drop=True), pd.DataFrame(gains)], axis=1)
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _fmt(value: float, metric: str) -> str:
@@ -142,24 +202,40 @@ def _cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+def _gain_cells(r: Mapping[str, Any]) -> list[str]:
+    """The gain over the stronger input baseline [CI] (▼ when below it) and "k of n" images improved."""
+    if r["experiment"] == r["gain_over"]:
+        return ["reference", "–"]
+    gain, lo, hi = r["gain_psnr"], r["gain_psnr_ci_lo"], r["gain_psnr_ci_hi"]
+    if math.isnan(gain):
+        return ["–", "–"]
+    marker = f"{BELOW_INPUT} " if gain < 0 else ""
+    return [f"{marker}{gain:+.2f} [{lo:+.2f}, {hi:+.2f}]", f"{r['improved']} of {r['n_paired']}"]
+
+
 def to_markdown(table: str, df: pd.DataFrame) -> str:
-    """``table`` as a markdown section: one line per row of ``df`` (paper, ours [CI], Δ for each metric)."""
+    """``table`` as a markdown section: one line per row of ``df`` (the gain over the stronger input baseline, then
+    paper, ours [CI], Δ for each metric)."""
     lines = [f"## {TABLES[table]}", ""]
     if df.empty:
         return "\n".join(lines + ["(no rows)", ""])
-    head = ["Row"]
+    head = ["Row", "PSNR gain over the stronger input (dB) [95 % CI]", "images improved"]
     for m in PAPER_METRICS:
         head += [f"{METRIC_TITLES[m]} paper", "ours [95 % CI]", "Δ"]
     head.append("Labels")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in df.to_dict("records"):
-        cells = [_cell(r["label"])]
+        cells = [_cell(r["label"]), *_gain_cells(r)]
         for m in PAPER_METRICS:
             ours = f"{_fmt(r[m], m)} [{_fmt(r[m + '_ci_lo'], m)}, {_fmt(r[m + '_ci_hi'], m)}]"
             diff = r[f"diff_{m}"]
             cells += [_fmt(r[f"paper_{m}"], m), ours, "–" if math.isnan(diff) else f"{diff:+.{DECIMALS[m]}f}"]
         cells.append(_cell(r["labels"] or ""))
         lines.append("| " + " | ".join(cells) + " |")
+    reference = df.loc[df["experiment"] == df["gain_over"].iloc[0]].iloc[0]
+    lines += ["", f"Gain: paired over the {reference['n_paired']} test scenes (bootstrap, {GAIN_RESAMPLES} resamples) "
+                  f"against **{_cell(reference['label'])}**, the stronger input baseline (higher mean PSNR on this "
+                  f"test set); {BELOW_INPUT} = mean PSNR below it."]
     sources = sorted({f"{_cell(r['label'])}: {r['paper_source']}" for r in df.to_dict("records")})
     lines += ["", "Paper values: " + "; ".join(sources), ""]
     return "\n".join(lines)
