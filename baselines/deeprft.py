@@ -33,7 +33,7 @@ from ldp.models.tiling import reflect_pad_to_multiple
 from ldp.registry import register_model
 
 BASE_CHANNELS = 32  # fixed upstream
-OFFICIAL_DPDD_WINDOW = 512  # test.py --win_size for DPDD (256 for GoPro)
+OFFICIAL_DPDD_WINDOW = 512  # test.py:25 --win_size for DPDD (256 for GoPro)
 
 
 def has_doconv_train_keys(keys: Iterable[str]) -> bool:
@@ -238,6 +238,7 @@ class DeepRFT(nn.Module):
 
     MULTIPLE = 4
     size_multiple = MULTIPLE  # read by ldp.models.tiling.infer; other sizes are padded internally anyway
+    inference_window = OFFICIAL_DPDD_WINDOW  # the window of the registered ``windows`` mode (test.py --win_size)
 
     def __init__(self, num_res: int = 8, inference: bool = False, in_channels: int = 3):
         super().__init__()
@@ -339,40 +340,6 @@ def to_eval_form(model: DeepRFT) -> DeepRFT:
     return folded
 
 
-@torch.no_grad()
-def official_window_inference(
-    model: nn.Module, x: torch.Tensor, window: int = OFFICIAL_DPDD_WINDOW, batch_size: int = 4
-) -> torch.Tensor:
-    """Upstream test.py's ``window_partitionx`` / ``window_reversex`` scheme, generalised to any size.
-
-    Non-overlapping ``window`` tiles cover the largest multiple of ``window``; the right and bottom remainders
-    come from extra tiles flush with the image border, of which only the uncovered pixels are used (no
-    blending). 1120x1680 with 512 gives 12 tiles. An axis shorter than ``window`` uses one tile of its length.
-    """
-    n, _, height, width = x.shape
-    th, tw = min(window, height), min(window, width)
-
-    def starts(size: int, tile: int) -> list[tuple[int, int]]:
-        main = size - size % tile
-        out = [(s, 0) for s in range(0, main, tile)]
-        if main != size:
-            out.append((size - tile, main - (size - tile)))  # (tile start, first row/col of it to keep)
-        return out
-
-    tiles = [(r, kr, c, kc) for r, kr in starts(height, th) for c, kc in starts(width, tw)]
-    result = None
-    for i in range(0, len(tiles), batch_size):
-        chunk = tiles[i : i + batch_size]
-        batch = torch.cat([x[:, :, r : r + th, c : c + tw] for r, _, c, _ in chunk], dim=0)
-        out = model(batch)
-        out = out[0] if isinstance(out, (list, tuple)) else out
-        if result is None:
-            result = out.new_zeros(n, out.shape[1], height, width)
-        for j, (r, kr, c, kc) in enumerate(chunk):
-            result[:, :, r + kr : r + th, c + kc : c + tw] = out[j * n : (j + 1) * n, :, kr:, kc:]
-    return result
-
-
 @dataclass(frozen=True)
 class DeepRFTConfig:
     """Constructor options of ``deeprft`` / ``deeprft-dp``: ``num_res`` 4/8/20 = Small/DeepRFT/Plus;
@@ -391,7 +358,7 @@ TINY = dict(num_res=1)
     config=DeepRFTConfig,
     tiny=TINY,
     input_kind="combined",
-    inference="tiled",  # upstream test.py runs 512x512 windows on DPDD
+    inference="windows",  # test.py: non-overlapping 512-px windows on DPDD, no blending (docs/baselines.md)
     description="DeepRFT (AAAI 2022), official 3-channel model, num_res 8, train form (10.83 M params)",
 )
 def deeprft(config: DeepRFTConfig) -> DeepRFT:
@@ -403,7 +370,7 @@ def deeprft(config: DeepRFTConfig) -> DeepRFT:
     config=DeepRFTConfig,
     tiny=TINY,
     input_kind="dp",
-    inference="tiled",
+    inference="windows",  # the official DeepRFT scheme (our adaptation has no test of its own)
     description="DeepRFT with a 6-channel dual-pixel input (our adaptation, no paper config; docs/baselines.md)",
 )
 def deeprft_dp(config: DeepRFTConfig) -> DeepRFT:

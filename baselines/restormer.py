@@ -252,7 +252,7 @@ TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1)
     config=RestormerConfig,
     tiny=TINY,
     input_kind="dp",
-    inference="tiled",  # a whole 1120x1680 forward peaks at ~16.6 GB RSS on CPU
+    inference="whole",  # test_dual_pixel_defocus_deblur.py:79 runs the whole image (tiled: a labelled CPU fallback)
     description="Restormer dual-pixel (CVPR 2022), official DPDD config, 26.13 M params",
 )
 def restormer_dp(config: RestormerConfig) -> Restormer:

@@ -87,9 +87,9 @@ class EvalConfig:
 
     split: str = "test"
     protocol: str = DEFAULT_PROTOCOL
-    tiling: Literal["auto", "whole", "tiled"] = "auto"  # auto: the model's registered inference mode
-    tile: int = 512
-    overlap: int = 64
+    tiling: Literal["auto", "whole", "tiled", "windows"] = "auto"  # auto: the model's registered (official) mode
+    tile: int = 512  # tiled: tile size; windows: window size for a model without its own ``inference_window``
+    overlap: int = 64  # tiled only
     save_samples: int = 4  # restorations written as 16-bit PNG (first N scenes)
     bootstrap: int = 2000  # resamples for the 95 % confidence intervals
     seed: int = 0  # bootstrap seed, and the init seed when no weights are given
@@ -219,6 +219,27 @@ def restore(
         raise EvaluationError(f"{label}: the model output has {bad} NaN/Inf values (of {out.numel()}); the weights "
                               "are broken or do not fit this model")
     return out.clamp(0.0, 1.0)
+
+
+def inference_record(spec: Any, mode: str, cfg: EvalConfig, model: nn.Module) -> dict[str, Any]:
+    """How the restorations were computed: the mode, its sizes, and whether it is the model's registered mode (the
+    official test's, where the model has one: docs/metrics.md); a one-line ``deviation`` when it is not."""
+    from ldp.models.tiling import inference_window
+
+    record: dict[str, Any] = {"mode": mode, "registered": spec.inference, "official": mode == spec.inference,
+                              "deviation": None}
+    if mode == "tiled":
+        record.update(tile=cfg.tile, overlap=cfg.overlap)
+        how = f"{cfg.tile}-px tiles, {cfg.overlap}-px blended overlap"
+    elif mode == "windows":
+        record["window"] = inference_window(model, cfg.tile)
+        how = f"non-overlapping {record['window']}-px windows"
+    else:
+        how = "the whole image at once"
+    if mode != spec.inference:
+        record["deviation"] = (f"scored with {mode} inference ({how}) instead of {spec.inference}, the registered "
+                               f"mode of {spec.name} (evaluate.tiling: {cfg.tiling})")
+    return record
 
 
 def summarize(per_image: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
@@ -366,7 +387,7 @@ def evaluate(
         "protocol_spec": dataclasses.asdict(protocol),
         "model": model_name,
         "input_kind": spec.input_kind,
-        "inference": {"mode": mode, "tile": cfg.tile, "overlap": cfg.overlap} if mode == "tiled" else {"mode": mode},
+        "inference": inference_record(spec, mode, cfg, model),
         "weights": weights_rec,
         "combined_input": fed_counts if spec.input_kind == "combined" else None,  # image → number of scenes
         "data_source": {

@@ -32,7 +32,7 @@ from torch import nn
 from ldp.config import ConfigError, from_dict, merge_overrides
 
 InputKind = Literal["dp", "dp+blurmap", "combined"]
-InferenceMode = Literal["whole", "tiled"]
+InferenceMode = Literal["whole", "tiled", "windows"]  # windows: non-overlapping, no blending (ldp.models.tiling)
 ENTRY_POINT_GROUP = "ldp.models"
 TINY_KEY = "tiny"  # the override that selects a model's small test config
 DEFAULT_WHERE = "model_overrides"  # how errors name the overrides when the caller does not say where they came from

@@ -183,7 +183,9 @@ def test_evaluate_tiled_equals_whole_for_pixelwise_model(tiny_dataset, tmp_path,
     whole = evaluate("test-eval-mean", None, tiny_dataset, "test", tmp_path / "w", cfg=cfg, quiet=True)
     tiled_cfg = EvalConfig(save_samples=0, bootstrap=50, device="cpu", tiling="tiled", tile=16, overlap=8)
     tiled = evaluate("test-eval-mean", None, tiny_dataset, "test", tmp_path / "t", cfg=tiled_cfg, quiet=True)
-    assert tiled.summary["inference"] == {"mode": "tiled", "tile": 16, "overlap": 8}
+    assert tiled.summary["inference"] == {"mode": "tiled", "tile": 16, "overlap": 8, "registered": "whole",
+                                          "official": False, "deviation": tiled.summary["inference"]["deviation"]}
+    assert "tiled" in tiled.summary["inference"]["deviation"] and "whole" in tiled.summary["inference"]["deviation"]
     assert np.allclose(tiled.per_image["psnr"], whole.per_image["psnr"], atol=1e-6)
 
 
@@ -293,3 +295,104 @@ def test_evaluate_on_real_dp_scenes(realdp_dpdd, tmp_path, no_lpips_weights):
     want = structural_similarity(pred, read_image(rows[0]["target"]).astype(np.float64), data_range=1,
                                  channel_axis=-1)
     assert abs(res.per_image.loc[0, "ssim"] - want) < 1e-6
+
+
+# ---------------------------------------------------------------------- inference modes and combined inputs (issue 12)
+
+
+def test_restormer_dp_is_scored_whole_and_tiling_labels_the_row(tiny_dataset, tmp_path, no_lpips_weights):
+    """The official test_dual_pixel_defocus_deblur.py runs the whole image: that is restormer-dp's registered mode,
+    so the paper (and smoke) profile's ``tiling: auto`` scores it whole; ``tiled`` is a fallback that says so."""
+    from ldp.registry import build_model
+
+    model = build_model("restormer-dp", tiny=True)
+    cfg = EvalConfig(save_samples=0, bootstrap=50, device="cpu", max_images=1)
+    auto = evaluate("restormer-dp", None, tiny_dataset, "test", tmp_path / "auto", cfg=cfg, model=model, quiet=True)
+    assert auto.summary["inference"] == {"mode": "whole", "registered": "whole", "official": True, "deviation": None}
+    recorded = json.loads((tmp_path / "auto" / "metrics.json").read_text())["inference"]
+    assert recorded == auto.summary["inference"]
+
+    tiled_cfg = EvalConfig(save_samples=0, bootstrap=50, device="cpu", max_images=1, tiling="tiled", tile=16,
+                           overlap=8)
+    tiled = evaluate("restormer-dp", None, tiny_dataset, "test", tmp_path / "tiled", cfg=tiled_cfg, model=model,
+                     quiet=True)
+    record = tiled.summary["inference"]
+    assert (record["mode"], record["official"], record["tile"], record["overlap"]) == ("tiled", False, 16, 8)
+    assert record["deviation"] == ("scored with tiled inference (16-px tiles, 8-px blended overlap) instead of "
+                                   "whole, the registered mode of restormer-dp (evaluate.tiling: tiled)")
+    assert tiled.per_image["psnr"].iloc[0] != pytest.approx(auto.per_image["psnr"].iloc[0], abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["deeprft", "deeprft-dp"])
+def test_deeprft_rows_are_scored_with_the_official_windows(name, tiny_dataset, tmp_path, no_lpips_weights,
+                                                          monkeypatch):
+    """DeepRFT's test.py scores DPDD with non-overlapping 512-px windows, no blending: both DeepRFT rows register
+    ``windows`` and the evaluation runs ldp.models.tiling.window_forward with the model's own window."""
+    import ldp.models.tiling as tiling
+    from ldp.registry import build_model
+
+    calls = []
+    real = tiling.window_forward
+
+    def spy(model, x, window, batch_size=4):
+        calls.append((tuple(x.shape[-2:]), window))
+        return real(model, x, window, batch_size)
+
+    monkeypatch.setattr(tiling, "window_forward", spy)
+    model = build_model(name, tiny=True)
+    assert model.inference_window == 512
+    cfg = EvalConfig(save_samples=0, bootstrap=50, device="cpu", max_images=1)
+    res = evaluate(name, None, tiny_dataset, "test", tmp_path / "w", cfg=cfg, model=model, quiet=True)
+    assert calls == [((H, W), 512)]
+    assert res.summary["inference"] == {"mode": "windows", "window": 512, "registered": "windows", "official": True,
+                                        "deviation": None}
+
+    model.inference_window = 16  # small windows on the small image: the procedure, not the whole image, is scored
+    res16 = evaluate(name, None, tiny_dataset, "test", tmp_path / "w16", cfg=cfg, model=model, quiet=True)
+    assert calls[-1] == ((H, W), 16) and res16.summary["inference"]["window"] == 16
+    assert res16.per_image["psnr"].iloc[0] != pytest.approx(res.per_image["psnr"].iloc[0], abs=1e-9)
+
+
+@pytest.fixture()
+def combined_dataset(tiny_dataset, tmp_path):
+    """The tiny test scenes plus a camera combined image C that differs from (L+R)/2 (it is the target here)."""
+    import shutil
+
+    root = tmp_path / "with_c"
+    shutil.copytree(tiny_dataset, root, ignore=shutil.ignore_patterns(".cache"))
+    table = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
+    rows = table.to_dict("records")
+    for row in rows:
+        row["combined"] = row["target"].replace("_c/target/", "_c/source/")
+        write_image(root / row["combined"], read_image(root / row["target"]))
+    write_manifest(root, rows)
+    return root
+
+
+class PassThrough(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@pytest.fixture()
+def combined_model():
+    register_model("test-eval-combined", input_kind="combined", inference="whole", description="test only")(
+        PassThrough)
+    yield "test-eval-combined"
+    unregister_model("test-eval-combined")
+
+
+def test_combined_input_models_get_the_camera_combined_image(combined_dataset, tiny_dataset, combined_model,
+                                                            tmp_path, no_lpips_weights):
+    """A combined-input model is fed DPDD's *_c/source where the data has it (the official single-image tests read
+    it), (L+R)/2 only without it; metrics.json records which."""
+    from ldp.models.input_baselines import FED_CAMERA_C, FED_VIEW_AVERAGE
+
+    cfg = EvalConfig(save_samples=0, bootstrap=50, device="cpu")
+    with_c = evaluate(combined_model, None, combined_dataset, "test", tmp_path / "c", cfg=cfg, quiet=True)
+    assert with_c.summary["combined_input"] == {FED_CAMERA_C: 4}
+    assert (with_c.per_image["psnr"] == 100.0).all()  # C is the target here: the identity scores it exactly
+    without = evaluate(combined_model, None, tiny_dataset, "test", tmp_path / "lr", cfg=cfg, quiet=True)
+    assert without.summary["combined_input"] == {FED_VIEW_AVERAGE: 4}
+    for _, row in without.per_image.iterrows():
+        assert row["psnr"] == pytest.approx(_expected(tiny_dataset, row["scene"])["psnr"], rel=1e-8)

@@ -17,11 +17,11 @@ from baselines.deeprft import (
     FoldedConv2d,
     fold_doconv_state_dict,
     has_doconv_train_keys,
-    official_window_inference,
     to_eval_form,
 )
 from ldp.checkpoint import CheckpointError, load_weights
 from ldp.config import ConfigError
+from ldp.models.tiling import window_forward
 from ldp.registry import build_model, get_spec
 
 MODEL_FIXTURES = ["tiny", "tiny_f64", "tiny_eval", "tiny_eval_f64"]
@@ -194,8 +194,8 @@ def test_fold_is_exact_and_idempotent_in_float64():
 
 
 def test_registry_entries_and_overrides():
-    assert (get_spec("deeprft").input_kind, get_spec("deeprft").inference) == ("combined", "tiled")
-    assert (get_spec("deeprft-dp").input_kind, get_spec("deeprft-dp").inference) == ("dp", "tiled")
+    assert (get_spec("deeprft").input_kind, get_spec("deeprft").inference) == ("combined", "windows")
+    assert (get_spec("deeprft-dp").input_kind, get_spec("deeprft-dp").inference) == ("dp", "windows")
     with pytest.raises(ConfigError, match=r"model_overrides\.num_resblocks: unknown key"):
         build_model("deeprft", num_resblocks=4)
     # D_diag is frozen (requires_grad=False), not unused
@@ -260,7 +260,7 @@ def test_official_window_inference_tiles():
         calls.append(t.shape[0])
         return t[:, :, :1, :1].expand(-1, -1, *t.shape[-2:])
 
-    out = official_window_inference(tile_origin, torch.cat([rows, cols], 1), window=win, batch_size=1)
+    out = window_forward(tile_origin, torch.cat([rows, cols], 1), window=win, batch_size=1)
     assert len(calls) == 12  # rows {0, 32, 38} x cols {0, 32, 64, 73}
     origin = lambda r, c: tuple(out[0, :, r, c].tolist())  # noqa: E731
     assert origin(10, 10) == (0, 0) and origin(40, 40) == (32, 32) and origin(63, 95) == (32, 64)
@@ -269,7 +269,7 @@ def test_official_window_inference_tiles():
     model = DeepRFT(num_res=0, inference=True).eval()
     x = torch.rand(1, 3, 24, 40)
     with torch.no_grad():
-        assert torch.equal(official_window_inference(model, x, window=64), model(x))  # one tile = whole image
-        tiled = official_window_inference(model, x, window=16, batch_size=3)
+        assert torch.equal(window_forward(model, x, window=64), model(x))  # one tile = whole image
+        tiled = window_forward(model, x, window=16, batch_size=3)
         assert tiled.shape == x.shape
         assert torch.allclose(tiled[..., :16, :16], model(x[..., :16, :16]), atol=1e-6)

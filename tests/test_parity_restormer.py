@@ -125,7 +125,7 @@ def test_unreadable_checkpoint_names_file(tmp_path):
 
 def test_registry_entry_and_overrides():
     spec = get_spec("restormer-dp")
-    assert (spec.input_kind, spec.inference) == ("dp", "tiled")
+    assert (spec.input_kind, spec.inference) == ("dp", "whole")
     with pytest.raises(ConfigError, match=r"model_overrides\.num_block: unknown key \(did you mean 'num_blocks'\?\)"):
         build_model("restormer-dp", num_block=(1, 1, 1, 1))
     assert build_model("restormer-dp", tiny=True).UNUSED_PARAMETERS == ()

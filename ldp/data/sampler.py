@@ -10,6 +10,10 @@ Determinism: the patch for dataset index ``i`` depends only on ``(seed, i)``: th
 Indices may go beyond ``len(dataset)`` (later epochs). A training loop that feeds global sample counters
 (:class:`ShardedBatchSampler`) therefore sees exactly the same patches after a resume.
 
+Combined-input models (``combined_input=True``) are fed DPDD's camera combined image C (``*_c/source``) where the
+scene has one, as ``left = right = C`` so that the input adapter's (L+R)/2 is C itself; (L+R)/2 of the views only for
+a scene without C. Evaluation follows the same rule (``ldp.models.input_baselines.combined_views``).
+
 DP-aware augmentation: a horizontal flip mirrors the image, which swaps the roles of the two half-apertures,
 so the flipped left view becomes the right view and vice versa. Vertical flips keep L/R. No 90° rotations
 (they would turn the horizontal disparity axis vertical).
@@ -179,17 +183,19 @@ def _splitmix64(state: int) -> tuple[int, int]:
 
 class DPPatchDataset(Dataset):
     """Random DP training patches: ``left, right, target`` (3xPxP) and ``blurmap`` (1xPxP) uint16 on the 16-bit
-    scale (see :func:`to_unit_float`), and ``scene``.
+    scale (see :func:`to_unit_float`), and ``scene``. With ``combined_input`` a scene with a camera combined image
+    gives ``left = right = C`` (module doc).
 
     ``len`` is ``scenes * patches_per_image`` (one epoch); any non-negative index is valid (see module doc).
     """
 
     def __init__(self, root, split: str, patch_size: int, blurmap_dir=None, augment: bool = True, seed: int = 0,
-                 patches_per_image: int = 1, cache_dir=None, progress: bool = True):
+                 patches_per_image: int = 1, cache_dir=None, progress: bool = True, combined_input: bool = False):
         if patch_size <= 0:
             raise ValueError(f"patch_size must be positive, got {patch_size}")
-        self.scenes = _CachedScenes(root, split, blurmap_dir, VIEWS, ("left", "right", "target"), cache_dir,
-                                    progress)
+        self.scenes = _CachedScenes(root, split, blurmap_dir, _views(combined_input), ("left", "right", "target"),
+                                    cache_dir, progress)
+        self.combined_input = combined_input
         for r in self.scenes.rows:
             if r["height"] < patch_size or r["width"] < patch_size:
                 raise DatasetError(f"{r['files']['left']}: scene '{r['scene']}' is {r['width']}x{r['height']}, "
@@ -227,10 +233,15 @@ class DPPatchDataset(Dataset):
         s, y, x, hflip, vflip = self.sample_params(index)
         p = self.patch_size
         views = {}
-        kinds = ("left", "right", "target", "blurmap") if self.scenes.blurmap_dir else VIEWS
+        camera_c = feeds_camera_combined(self.combined_input, self.scenes.rows[s]["files"])
+        kinds = ("combined", "target") if camera_c else VIEWS
+        if self.scenes.blurmap_dir:
+            kinds += ("blurmap",)
         for kind in kinds:
             views[kind] = torch.from_numpy(crop_u16(self.scenes.array(s, kind), y, x, p, hflip, vflip))
-        if hflip:  # mirrored left half-aperture image is the right view of the mirrored scene
+        if camera_c:
+            views["left"] = views["right"] = views.pop("combined")
+        elif hflip:  # mirrored left half-aperture image is the right view of the mirrored scene
             views["left"], views["right"] = views["right"], views["left"]
         if "blurmap" not in views:
             views["blurmap"] = torch.zeros(1, p, p, dtype=torch.uint16)
@@ -243,9 +254,10 @@ class DPImageDataset(Dataset):
     ``blurmap`` 1xHxW (zeros without ``blurmap_dir``), ``scene``, ``category``. Portrait frames keep their shape.
     """
 
-    def __init__(self, root, split: str, blurmap_dir=None, cache_dir=None, progress: bool = True):
-        self.scenes = _CachedScenes(root, split, blurmap_dir, ("left", "right", "target", "combined"),
-                                    ("left", "right"), cache_dir, progress)
+    def __init__(self, root, split: str, blurmap_dir=None, cache_dir=None, progress: bool = True,
+                 combined_input: bool = False):
+        self.scenes = _CachedScenes(root, split, blurmap_dir, _views(True), ("left", "right"), cache_dir, progress)
+        self.combined_input = combined_input
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -253,6 +265,8 @@ class DPImageDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         row = self.scenes.rows[index]
         out = {k: _to_float(self.scenes.array(index, k)) for k in row["files"] if k != "blurmap"}
+        if feeds_camera_combined(self.combined_input, row["files"]):
+            out["left"] = out["right"] = out["combined"]
         if "blurmap" in row["files"]:
             out["blurmap"] = _to_float(self.scenes.array(index, "blurmap"))
         else:
@@ -260,6 +274,15 @@ class DPImageDataset(Dataset):
         out["scene"] = row["scene"]
         out["category"] = row["category"]
         return out
+
+
+def _views(combined_input: bool) -> tuple[str, ...]:
+    return (*VIEWS, "combined") if combined_input else VIEWS
+
+
+def feeds_camera_combined(combined_input: bool, files: dict) -> bool:
+    """Whether a combined-input model gets the scene's camera combined image C (it has one) rather than (L+R)/2."""
+    return combined_input and "combined" in files
 
 
 class ShardedBatchSampler(Sampler[list[int]]):

@@ -52,9 +52,10 @@ def is_input_baseline(model_name: str) -> bool:
 def combined_views(model_name: str, scene: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, str]:
     """The (left, right) pair whose average a ``combined``-kind model is fed for one scene, and what that average is.
 
-    ``input-combined`` gets C twice ((C + C) / 2 = C) when the scene has C; every other model (``input-average``
-    included) gets the two views when the scene has both, else C."""
+    Every model but ``input-average`` gets C twice ((C + C) / 2 = C) when the scene has C, as the official
+    single-image tests read ``*_c/source`` (docs/baselines.md); ``input-average``, and any model on a scene without
+    C, gets the two views. Training patches follow the same rule (``DPPatchDataset(combined_input=True)``)."""
     has_views = "left" in scene and "right" in scene
-    if "combined" in scene and (model_name == INPUT_COMBINED or not has_views):
+    if "combined" in scene and (model_name != INPUT_AVERAGE or not has_views):
         return scene["combined"], scene["combined"], FED_CAMERA_C
     return scene["left"], scene["right"], FED_VIEW_AVERAGE

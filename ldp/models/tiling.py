@@ -1,4 +1,4 @@
-"""Whole-image and tiled inference.
+"""Whole-image, tiled and windowed inference (the modes a model registers; ``ldp.registry.InferenceMode``).
 
 ``tiled_forward`` runs a model on overlapping tiles and blends them with a smooth window: across an overlap of
 ``overlap`` pixels the outer quarter on each side gets weight 0 (those pixels saw the tile's artificial border) and the
@@ -9,13 +9,15 @@ Models with image-global operations do not have that property: NAFNet's simplifi
 average pool), LDP's channel attention (affinities summed over all pixels) and LDP's 32x32-pooled blur prior
 (whose bins follow the tile, not the image) all see only the tile. Tiling then changes the function the network
 computes; large tiles keep the change small (docs/models.md, tests/test_tiling.py).
+
+``window_forward`` is the other scheme: non-overlapping windows and no blending, as DeepRFT's official ``test.py``
+(``window_partitionx`` / ``window_reversex``, 512-px windows on DPDD) scores its rows (docs/baselines.md).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ldp.models.inputs import primary_output
-
-InferMode = Literal["whole", "tiled"]
+from ldp.registry import InferenceMode
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -99,16 +100,54 @@ def tiled_forward(
     return out / weight_sum
 
 
+def window_starts(length: int, window: int) -> list[tuple[int, int]]:
+    """``(window start, first kept offset)`` along one axis for :func:`window_forward`: windows at multiples of
+    ``window`` cover the largest multiple of it; a remainder gets one more window flush with the end, of which only
+    the pixels no earlier window covered are kept. ``window`` is at most ``length``."""
+    covered = length - length % window
+    starts = [(s, 0) for s in range(0, covered, window)]
+    if covered != length:
+        starts.append((length - window, covered - (length - window)))
+    return starts
+
+
+def window_forward(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, window: int, batch_size: int = 4
+) -> torch.Tensor:
+    """Run ``model`` on non-overlapping ``window`` x ``window`` crops of ``x`` (N×C×H×W) and paste them, no blending.
+
+    The scheme of DeepRFT's ``test.py`` generalised to any size: 1120×1680 with 512 takes 12 windows. An axis shorter
+    than ``window`` is one window of its length. Windows go through the model ``batch_size`` at a time.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"window_forward expects N x C x H x W, got {tuple(x.shape)}")
+    if window < 1 or batch_size < 1:
+        raise ValueError(f"window ({window}) and batch_size ({batch_size}) must be >= 1")
+    n, _, height, width = x.shape
+    th, tw = min(window, height), min(window, width)
+    tiles = [(r, kr, c, kc) for r, kr in window_starts(height, th) for c, kc in window_starts(width, tw)]
+    out = None
+    for i in range(0, len(tiles), batch_size):
+        chunk = tiles[i : i + batch_size]
+        pred = primary_output(model(torch.cat([x[:, :, r : r + th, c : c + tw] for r, _, c, _ in chunk])))
+        if out is None:
+            out = x.new_zeros((n, pred.shape[1], height, width), dtype=pred.dtype)
+        for j, (r, kr, c, kc) in enumerate(chunk):
+            out[:, :, r + kr : r + th, c + kc : c + tw] = pred[j * n : (j + 1) * n, :, kr:, kc:]
+    return out
+
+
 def infer(
     model: nn.Module,
     x: torch.Tensor,
-    mode: InferMode = "whole",
+    mode: InferenceMode = "whole",
     tile: int = 512,
     overlap: int = 64,
     progress: bool = False,
 ) -> torch.Tensor:
     """Inference without gradients: ``whole`` runs the model once (each model handles any H×W itself), ``tiled``
-    uses :func:`tiled_forward` with the model's ``size_multiple`` attribute (1 if absent).
+    uses :func:`tiled_forward` with the model's ``size_multiple`` attribute (1 if absent), ``windows`` uses
+    :func:`window_forward` with the model's ``inference_window`` attribute (``tile`` if absent).
 
     A model may define ``tiling_split() -> (stem, body, multiple)``: the stem (image-global, cheap layers) then runs
     on the whole image and only ``body`` is tiled (LDP uses this for its BPA block).
@@ -116,6 +155,8 @@ def infer(
     with torch.no_grad():
         if mode == "whole":
             return primary_output(model(x))
+        if mode == "windows":
+            return window_forward(model, x, inference_window(model, tile))
         if mode == "tiled":
             split = getattr(model, "tiling_split", None)
             if split is not None:
@@ -123,7 +164,12 @@ def infer(
                 return tiled_forward(body, stem(x), tile, overlap, multiple=multiple, progress=progress)
             multiple = int(getattr(model, "size_multiple", 1))
             return tiled_forward(model, x, tile, overlap, multiple=multiple, progress=progress)
-    raise ValueError(f"unknown inference mode {mode!r}; expected 'whole' or 'tiled'")
+    raise ValueError(f"unknown inference mode {mode!r}; expected 'whole', 'tiled' or 'windows'")
+
+
+def inference_window(model: nn.Module, tile: int) -> int:
+    """The window size of ``windows`` inference: the model's ``inference_window`` (its official one), else ``tile``."""
+    return int(getattr(model, "inference_window", tile))
 
 
 def reflect_pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
