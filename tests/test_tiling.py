@@ -154,3 +154,43 @@ def test_global_pooling_model_within_0p01_db(source, request):
     assert not torch.allclose(tiled, whole, atol=1e-6)  # and tiling really changes the SCA statistics
     assert abs(_psnr(tiled, gt) - _psnr(whole, gt)) < 0.01
     assert _psnr(tiled, whole) > 50
+
+
+def test_window_forward_is_deeprfts_official_dpdd_scheme():
+    """DeepRFT test.py on DPDD: non-overlapping 512-px windows, no blending. At 1120x1680 that is a 2x3 main grid plus
+    border-flush windows (12 in all); every output pixel comes from exactly one window, unblended."""
+    from ldp.models.tiling import window_forward, window_starts
+
+    assert window_starts(1120, 512) == [(0, 0), (512, 0), (608, 416)]
+    assert window_starts(1680, 512) == [(0, 0), (512, 0), (1024, 0), (1168, 368)]
+    h, w = 1120, 1680
+    rows = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1).expand(1, 1, h, w)
+    cols = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w).expand(1, 1, h, w)
+    shapes = []
+
+    def window_origin(t):  # each output pixel holds its window's top-left corner
+        shapes.append(tuple(t.shape))
+        return t[:, :, :1, :1].expand(-1, -1, *t.shape[-2:])
+
+    out = window_forward(window_origin, torch.cat([rows, cols], 1), window=512, batch_size=12)
+    assert shapes == [(12, 2, 512, 512)]  # one batch of 12 windows
+    origins = {tuple(v) for v in out[0].flatten(1).T.tolist()}
+    assert origins == {(r, c) for r in (0, 512, 608) for c in (0, 512, 1024, 1168)}
+    at = lambda r, c: tuple(out[0, :, r, c].tolist())  # noqa: E731
+    assert at(1023, 1535) == (512, 1024) and at(1024, 1536) == (608, 1168)  # the edge windows keep only new pixels
+
+
+def test_infer_windows_uses_the_models_own_window():
+    from ldp.models.tiling import window_forward
+
+    net = _LocalNet(6).eval()
+    x = torch.rand(1, 6, 40, 56)
+    net.inference_window = 16
+    with torch.no_grad():
+        assert torch.equal(infer(net, x, mode="windows", tile=512), window_forward(net, x, 16))
+        assert not torch.allclose(infer(net, x, mode="windows"), net(x), atol=1e-4)  # window borders differ
+    del net.inference_window
+    with torch.no_grad():
+        assert torch.equal(infer(net, x, mode="windows", tile=64), net(x))  # no own window: tile; one window here
+    with pytest.raises(ValueError, match="windows"):
+        infer(net, x, mode="bogus")
