@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ldp.config import ConfigError, from_dict
+from ldp.config import ConfigError, Params, from_dict
 from ldp.data.download import (
     CHECKSUMS_NAME,
     ChecksumError,
@@ -341,9 +341,14 @@ def test_data_stage_passes_its_deadline_and_does_not_fall_back(server, tmp_path)
 
 
 @pytest.mark.parametrize("key", ["download_deadline_s", "download_stall_s", "extract_max_bytes", "extract_max_ratio"])
-def test_download_and_extract_limits_must_be_positive(key):
-    with pytest.raises(ConfigError, match=f"data.{key}"):
-        from_dict(DataConfig, {key: 0}, "params.yaml:data")
+def test_download_and_extract_limits_must_be_positive(key, tmp_path):
+    from ldp.data.sources import load_data_config
+
+    with pytest.raises(ConfigError, match=f"^p.yaml:data.{key}: must be positive"):
+        load_data_config(Params({"data": {key: 0}}, "p.yaml"))
+    with pytest.raises(ConfigError, match=f"data.{key}: must be positive"):
+        prepare_dataset(from_dict(DataConfig, {key: 0}, "params.yaml:data"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_file_put_by_hand_is_checked_before_its_hash_is_recorded(tmp_path):

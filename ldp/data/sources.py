@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from ldp.config import ConfigError, from_dict, load_params, section
+from ldp.config import ConfigError, from_dict, load_params, section, where_of
 from ldp.data.download import (
     DEADLINE_S,
     MAX_RATIO,
@@ -104,24 +104,26 @@ class DataConfig:
     dpd_disp: DpdDispConfig = field(default_factory=DpdDispConfig)
     folder: FolderConfig = field(default_factory=FolderConfig)
 
-    def __post_init__(self):
+    def check(self, where: str = "params.yaml") -> DataConfig:
+        """Every value checked (``where``: the params file, named in the errors); returns ``self``."""
         for key in ("download_deadline_s", "download_stall_s", "extract_max_bytes", "extract_max_ratio"):
             if not getattr(self, key) > 0:
-                raise ConfigError(f"params.yaml:data.{key}: must be positive, got {getattr(self, key)!r}")
+                raise ConfigError(f"{where}:data.{key}: must be positive, got {getattr(self, key)!r}")
         if self.source == "synthetic" or self.synthetic:
-            self.synthetic_config()  # unknown keys fail at load time, naming params.yaml:data.synthetic.<key>
+            self.synthetic_config(where)
+        return self
 
-    def synthetic_config(self):
+    def synthetic_config(self, where: str = "params.yaml"):
         """The typed simulator config (:class:`ldp.data.synthetic.SyntheticConfig`) built strictly."""
         from ldp.data.synthetic import SyntheticConfig
 
-        return from_dict(SyntheticConfig, self.synthetic, "params.yaml:data.synthetic")
+        return from_dict(SyntheticConfig, self.synthetic, f"{where}:data.synthetic")
 
 
 def load_data_config(params: Mapping[str, Any] | str | Path = "params.yaml") -> DataConfig:
     if not isinstance(params, Mapping):
         params = load_params(params)
-    return section(params, "data", DataConfig)
+    return section(params, "data", DataConfig).check(where_of(params))
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -353,9 +355,9 @@ def index_folder(cfg: FolderConfig, base: str | Path) -> list[dict]:
     """A user's own DP captures matched by the glob patterns in ``cfg``."""
     base = Path(base)
     if not base.is_dir():
-        raise DatasetError(f"{base}: folder not found (params.yaml:data.root)")
+        raise DatasetError(f"{base}: folder not found (data.root)")
     if not cfg.left or not cfg.right:
-        raise DatasetError("params.yaml:data.folder: 'left' and 'right' glob patterns are required")
+        raise DatasetError("data.folder: 'left' and 'right' glob patterns are required")
     left = _glob_keyed(base, cfg.left, "left")
     if not left:
         raise DatasetError(f"{base}: no files match the left pattern '{cfg.left}' (empty folder?)")
@@ -524,6 +526,7 @@ def prepare_dataset(cfg: DataConfig, out_root: str | Path) -> Path:
       (no copy) and a manifest pointing at it is written into ``out_root``; an archive file is extracted.
     * otherwise ``dpdd``/``dpd_disp`` are downloaded into ``data.download_dir`` and extracted into ``out_root``.
     """
+    cfg.check()
     out_root = Path(out_root)
     if cfg.source == "synthetic":
         from ldp.data.synthetic import generate_synthetic
@@ -533,7 +536,7 @@ def prepare_dataset(cfg: DataConfig, out_root: str | Path) -> Path:
 
     root = Path(cfg.root).expanduser() if cfg.root else None
     if root is not None and not root.exists():
-        raise DatasetError(f"params.yaml:data.root: {root} does not exist")
+        raise DatasetError(f"data.root: {root} does not exist")
     if (done := _existing_output(out_root, cfg)) is not None:
         return done
     if root is not None and root.is_dir() and (root / MANIFEST_NAME).is_file():
