@@ -24,7 +24,7 @@ from ldp.blurmap import (
 from ldp.blurmap import weights as weights_mod
 from ldp.blurmap.common import hard_truncate, soft_truncate, to_nchw
 from ldp.blurmap.io import upsample_blurmap
-from ldp.blurmap.prompts import DP_FORMATS, PROMPT_FORMATS
+from ldp.blurmap.prompts import DP_FORMATS, NO_THRESHOLDS, PROMPT_FORMATS, RELEASED_THRESHOLDS, thresholds_for
 from ldp.blurmap.toy import toy_dp_scene
 from ldp.config import ConfigError, section
 from ldp.data.manifest import write_manifest
@@ -152,7 +152,9 @@ def test_every_prompt_format_and_clip_variant_runs(model_name, vitb32_ckpt):
         assert s.shape == m.shape == (1, 1, 1) and torch.isfinite(s).all() and m.item() == 0.0
         meta = est.meta()
         assert meta["weights_kind"] == "random" and meta["clip_model"] == model_name
-        assert meta["thresholds"] is None  # random weights: released thresholds are not applied
+        assert meta["truncation"].startswith("none")  # random weights: the thresholds are not applied
+        pair, source = thresholds_for(name, model_name)
+        assert meta["thresholds"] == (list(pair) if pair else None) and meta["thresholds_source"] == source
     assert set(DP_FORMATS) == {"ours", "diff_lr", "inconsistent", "halves"}
 
 
@@ -294,3 +296,33 @@ def test_blurmap_config_section_is_strict():
 def test_image_smaller_than_a_patch_is_a_clear_error():
     with pytest.raises(BlurMapError, match="smaller than one"):
         classical_blurmap(torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20))
+
+
+def test_thresholds_are_per_backbone_with_their_source():
+    """The released scripts pair one prompt with one backbone: dp_image.py ViT-B/16 with (29, 26.05), single_image.py
+    ViT-B/32 with (26, 23.3). Every other pairing is our choice and says so; the baseline prompts have none."""
+    assert thresholds_for("ours", "ViT-B-16") == ((29.0, 26.05), RELEASED_THRESHOLDS["ours"][2])
+    assert "dp_image.py:39" in RELEASED_THRESHOLDS["ours"][2] and ":12" in RELEASED_THRESHOLDS["ours"][2]
+    assert thresholds_for("single", "ViT-B-32") == ((26.0, 23.3), RELEASED_THRESHOLDS["single"][2])
+    assert "single_image.py:33" in RELEASED_THRESHOLDS["single"][2]
+    for fmt, model in [("ours", "ViT-B-32"), ("ours", "RN50"), ("single", "ViT-B-16"), ("single", "RN50")]:
+        pair, source = thresholds_for(fmt, model)
+        assert pair == RELEASED_THRESHOLDS[fmt][1] and source.startswith("our choice:") and model in source
+    for fmt in ("diff_lr", "inconsistent", "halves"):
+        assert thresholds_for(fmt, "ViT-B-32") == (None, NO_THRESHOLDS)
+    with pytest.raises(KeyError, match="bogus"):
+        thresholds_for("bogus", "ViT-B-32")
+
+
+def test_blurmap_meta_records_thresholds_and_their_source(vitb32_loaded, tmp_path):
+    """meta.json of a map set names the (A, B) of its format on its backbone and where they come from; thresholds
+    given in the config are recorded as ours."""
+    est = ClipBlurEstimator(vitb32_loaded, "ours", truncate="on")
+    assert est.thresholds == (29.0, 26.05) and est.truncation_on
+    meta = est.meta()
+    assert meta["thresholds"] == [29.0, 26.05] and meta["thresholds_source"].startswith("our choice:")
+    assert "ViT-B-32" in meta["thresholds_source"] and meta["truncation"] == "hard"
+    single = ClipBlurEstimator(vitb32_loaded, "single", truncate="on").meta()
+    assert single["thresholds"] == [26.0, 23.3] and "single_image.py:33" in single["thresholds_source"]
+    given = ClipBlurEstimator(vitb32_loaded, "ours", thresholds=(30.0, 27.0), truncate="on").meta()
+    assert given["thresholds"] == [30.0, 27.0] and given["thresholds_source"].startswith("our choice: set in")

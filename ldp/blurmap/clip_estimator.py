@@ -20,7 +20,7 @@ from ldp.blurmap.common import (
     minmax_per_image,
     soft_truncate,
 )
-from ldp.blurmap.prompts import PromptFormat, get_prompt_format
+from ldp.blurmap.prompts import PromptFormat, get_prompt_format, thresholds_for
 from ldp.blurmap.weights import LoadedClip
 
 Truncate = Literal["auto", "on", "off"]
@@ -73,7 +73,11 @@ class ClipBlurEstimator(nn.Module):
         self.batch_size = int(batch_size)
         if self.patch_size < 2 or self.batch_size < 1:
             raise BlurMapError(f"patch_size ({patch_size}) must be >= 2 and batch_size ({batch_size}) >= 1")
-        self.thresholds = tuple(float(v) for v in thresholds) if thresholds is not None else self.fmt.thresholds
+        if thresholds is None:
+            self.thresholds, self.thresholds_source = thresholds_for(self.fmt.name, self.model_name)
+        else:
+            self.thresholds = tuple(float(v) for v in thresholds)
+            self.thresholds_source = "our choice: set in the blur-map config (thresholds)"
         if truncate == "on" and self.thresholds is None:
             raise BlurMapError(f"truncate=on but prompt format {self.fmt.name!r} has no released thresholds; "
                                "give thresholds [A, B]")
@@ -106,7 +110,8 @@ class ClipBlurEstimator(nn.Module):
             "label": self.fmt.label,
             "patch_join": self.fmt.join,
             "high_score_means": self.fmt.high_score_means,
-            "thresholds": list(self.thresholds) if self.truncation_on else None,
+            "thresholds": list(self.thresholds) if self.thresholds is not None else None,
+            "thresholds_source": self.thresholds_source,
             "truncation": "hard" if self.truncation_on else "none (min-max of polarity-signed scores)",
             "score_scale": self.score_scale,
             "patch_size": self.patch_size,

@@ -29,7 +29,7 @@ class BlurMapConfig:
     weights: str = "none"  # openai | none (random init, smoke only) | path to a checkpoint
     prompt_format: Literal["ours", "diff_lr", "inconsistent", "halves", "single"] = "ours"
     patch_size: int = 40
-    thresholds: tuple[float, float] | None = None  # None: the format's released (A, B), if any
+    thresholds: tuple[float, float] | None = None  # None: the (A, B) of this format on this backbone (prompts.py)
     truncate: Literal["auto", "on", "off"] = "auto"  # auto: on unless weights are random
     batch_size: int = 64
     device: str = "auto"  # auto: cuda when available
@@ -61,7 +61,7 @@ class BlurMapper:
             "none": {"method": "all-zero map (no blur prior)"},
         }[cfg.estimator]
         return {**base, **extra, "clip_model": None, "prompt_format": None, "weights_kind": "n/a",
-                "thresholds": None, "normalisation": "per-image min-max"}
+                "thresholds": None, "thresholds_source": None, "normalisation": "per-image min-max"}
 
     def __call__(self, scene: dict, name: str = "") -> np.ndarray:
         cfg = self.cfg
