@@ -235,14 +235,15 @@ def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> Reso
         for key in _flat(TrainConfig, values):
             shown_key = key.removeprefix("loss.") if layer == "ldp_losses" else key
             sources[key] = f"{shown}.{shown_key}"
-    train = from_dict(TrainConfig, merged, f"{where}:{exp_key}")
-    overrides_at = sources.get("model_overrides", f"{where}:train.model_overrides")
-    spec.build_config(train.model_overrides, where=overrides_at)  # unknown build keys, before anything runs
-
     blurmap_key = f"blurmaps.{exp.blurmap}"
     if exp.blurmap not in subsection(params, "blurmaps"):
         raise ConfigError(f"{where}:{exp_key}.blurmap: {exp.blurmap!r} is not defined under blurmaps")
     blurmap_config = section(params, blurmap_key, BlurMapConfig)
+    merged = _bal_follows_blurmap(merged, sources, blurmap_config, f"{where}:{blurmap_key}")
+
+    train = from_dict(TrainConfig, merged, f"{where}:{exp_key}")
+    overrides_at = sources.get("model_overrides", f"{where}:train.model_overrides")
+    spec.build_config(train.model_overrides, where=overrides_at)  # unknown build keys, before anything runs
 
     kinds = set()
     if blurmap_config.estimator == "clip":
@@ -256,6 +257,28 @@ def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> Reso
         blurmap_config=blurmap_config, ldp_losses=exp.ldp_losses, clip_weights_kinds=tuple(sorted(kinds)),
         params_file=where, keys_read=keys_read, sources=sources, data_source=data_source,
     )
+
+
+def _bal_follows_blurmap(merged: dict[str, Any], sources: dict[str, str], blurmap_config: Any,
+                         blurmap_at: str) -> dict[str, Any]:
+    """L_bal scores the restoration with the row's blur-map backbone (Tab. 2 changes the estimator, not just the
+    input map), and with that backbone's single-image thresholds, unless a layer sets them itself."""
+    from ldp.blurmap.prompts import thresholds_for
+    from ldp.losses import LossConfig
+    from ldp.train import TrainConfig
+
+    loss = merged.get("loss") or {}
+    if not loss.get("bal"):
+        return merged
+    follow: dict[str, Any] = {}
+    if "loss.bal_clip_model" not in sources and blurmap_config.estimator == "clip":
+        follow["bal_clip_model"] = blurmap_config.clip_model
+        sources["loss.bal_clip_model"] = f"{blurmap_at}.clip_model"
+    if "loss.bal_thresholds" not in sources:
+        clip_model = follow.get("bal_clip_model", loss.get("bal_clip_model", LossConfig.bal_clip_model))
+        follow["bal_thresholds"], released = thresholds_for("single", clip_model)
+        sources["loss.bal_thresholds"] = f"ldp.blurmap.prompts.thresholds_for('single', {clip_model!r}): {released}"
+    return merge_overrides(TrainConfig, merged, {"loss": follow}, blurmap_at)
 
 
 def _weights_kind(weights: str) -> str:

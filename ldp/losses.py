@@ -37,7 +37,7 @@ class LossConfig:
     bwl_lambda: float = 1.0  # L_bwl weight map is 1 + lambda * M
     bal_clip_model: Literal["ViT-B-32", "ViT-B-16", "RN50"] = "ViT-B-32"
     bal_weights: str = "none"  # openai | none (random init, smoke only) | checkpoint path
-    bal_thresholds: tuple[float, float] = (26.0, 23.3)  # released single_image.py (A, B)
+    bal_thresholds: tuple[float, float] | None = None  # None: the single-image (A, B) of bal_clip_model (prompts.py)
     bal_sharpness: float = 4.0  # k of the smooth clamp, in units of (A - B)
     bal_polarity: Literal["blur_high", "released"] = "blur_high"
     bal_patch_size: int = 40
@@ -113,7 +113,8 @@ def _blurmap_like(blurmap: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 # -------------------------------------------------------------------------------------------------- L_bal
 class BlurAwareLoss(nn.Module):
-    """L_bal = mean over patches of the soft-truncated single-image CLIP blur map of the restoration.
+    """L_bal = mean over patches of the soft-truncated single-image CLIP blur map of the restoration, scored by
+    ``bal_clip_model`` with ``bal_thresholds`` (None: that backbone's, :func:`ldp.blurmap.prompts.thresholds_for`).
 
     The frozen CLIP is kept out of ``parameters()``/``state_dict()`` and follows ``pred``'s device.
     """

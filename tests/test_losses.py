@@ -119,3 +119,52 @@ def test_loss_config_and_input_errors():
     with pytest.raises(ConfigError, match="bwl_lamda"):
         section({"loss": {"bwl_lamda": 2}}, "loss", LossConfig)
     assert math.isclose(LossConfig().charbonnier_eps, 1e-3)
+
+
+# ------------------------------------------------------------------ L_bal follows the row's blur-map backbone (Tab. 2)
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/paper.yaml"])
+def test_bal_follows_the_rows_blurmap_backbone(profile):
+    """Tab. 2's CLIP-variant rows change the blur-map estimator, so L_bal scores the restoration with the same backbone
+    (and that backbone's single-image thresholds); resolve() records where both came from."""
+    from pathlib import Path
+
+    from ldp.blurmap.prompts import thresholds_for
+    from ldp.config import load_params
+    from ldp.experiments import resolve
+
+    params = load_params(Path(__file__).parents[1] / profile)
+    for name, backbone in [("ldp-small", "ViT-B-32"), ("ldp-small-vitb16", "ViT-B-16"), ("ldp-small-rn50", "RN50")]:
+        exp = resolve(params, name)
+        loss = exp.train.loss
+        assert loss.bal > 0 and loss.bal_clip_model == exp.blurmap_config.clip_model == backbone
+        assert exp.sources["loss.bal_clip_model"].endswith(f"blurmaps.{exp.blurmap}.clip_model")
+        assert loss.bal_thresholds == thresholds_for("single", backbone)[0]
+        assert thresholds_for("single", backbone)[1] in exp.sources["loss.bal_thresholds"]
+    nomap = resolve(params, "ldp-small-nomap").train.loss  # no CLIP map to follow: the default backbone
+    assert (nomap.bal_clip_model, nomap.bal_thresholds) == ("ViT-B-32", (26.0, 23.3))
+    plain = resolve(params, "restormer-dp")  # no L_bal: nothing set
+    assert plain.train.loss.bal == 0 and "loss.bal_clip_model" not in plain.sources
+
+
+def test_bal_backbone_set_by_the_experiment_wins(tmp_path):
+    from pathlib import Path
+
+    from ldp.config import load_params
+    from ldp.experiments import resolve
+
+    repo_params = Path(__file__).parents[1] / "params.yaml"
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(f"extends: {repo_params}\nexperiments:\n  ldp-small-rn50:\n    train:\n"
+                       "      loss: {bal_clip_model: ViT-B-16, bal_thresholds: [27.0, 24.0]}\n")
+    exp = resolve(load_params(variant), "ldp-small-rn50")
+    assert (exp.train.loss.bal_clip_model, exp.train.loss.bal_thresholds) == ("ViT-B-16", (27.0, 24.0))
+    assert exp.sources["loss.bal_clip_model"] == f"{variant}:experiments.ldp-small-rn50.train.loss.bal_clip_model"
+
+
+def test_bal_thresholds_default_to_the_backbones_single_image_pair():
+    loss = build_loss(LossConfig(charbonnier=0.0, bal=1.0, bal_clip_model="RN50"))
+    est = loss.bal.estimator
+    assert est.model_name == "RN50" and est.thresholds == (26.0, 23.3)
+    assert est.thresholds_source.startswith("our choice:") and "single_image.py:33" in est.thresholds_source
