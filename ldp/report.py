@@ -27,7 +27,8 @@ class ReportConfig:
     timeout_s: int = 600
 
 
-TABLE_COLUMNS = ["label", "paper_psnr", "psnr", "psnr_ci_lo", "psnr_ci_hi", "diff_psnr",
+TABLE_COLUMNS = ["label", "gain_psnr", "gain_psnr_ci_lo", "gain_psnr_ci_hi", "improved", "n_paired",
+                 "paper_psnr", "psnr", "psnr_ci_lo", "psnr_ci_hi", "diff_psnr",
                  "paper_ssim", "ssim", "diff_ssim", "paper_mae", "mae", "diff_mae",
                  "paper_rmse", "rmse", "diff_rmse", "lpips", "n_images", "labels"]
 
@@ -62,15 +63,20 @@ def show_table(df: pd.DataFrame) -> None:
 
 
 def paired_differences(results: Path, df: pd.DataFrame, metric: str = "psnr", n: int = 2000) -> pd.DataFrame:
-    """Paired-bootstrap CI of (row − first row) on the same images, for each later row of a table."""
-    if len(df) < 2:
+    """Paired-bootstrap CI of (row − first network row) on the same images, for each later network row of a table
+    (the input baselines' rows are left out: the table's gain columns compare every row with them)."""
+    from ldp.models.input_baselines import INPUT_BASELINES
+
+    networks = df[~df["experiment"].isin(INPUT_BASELINES)] if "experiment" in df else df
+    if len(networks) < 2:
         return pd.DataFrame()
-    base = read_per_image(Path(results) / "eval" / df.iloc[0]["experiment"])
+    first = networks.iloc[0]
+    base = read_per_image(Path(results) / "eval" / first["experiment"])
     rows = []
-    for _, r in df.iloc[1:].iterrows():
+    for _, r in networks.iloc[1:].iterrows():
         other = read_per_image(Path(results) / "eval" / r["experiment"])
         res = paired_bootstrap_diff(other, base, metric=metric, n=n, seed=0)
-        rows.append({"row": r["label"], "minus": df.iloc[0]["label"], **res})
+        rows.append({"row": r["label"], "minus": first["label"], **res})
     return pd.DataFrame(rows)
 
 

@@ -52,22 +52,25 @@ def test_labels_banner_lists_each_label_once(monkeypatch):
 def test_show_table_keeps_the_reading_columns_in_order(monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
-    df = pd.DataFrame({"psnr": [25.0], "experiment": ["x"], "label": ["X"], "labels": [""], "model": ["m"]})
+    df = pd.DataFrame({"psnr": [25.0], "experiment": ["x"], "label": ["X"], "labels": [""], "model": ["m"],
+                       "improved": [3], "gain_psnr": [0.5], "n_paired": [4]})
     show_table(df)
-    assert list(shown[0].data.columns) == ["label", "psnr", "labels"]
+    assert list(shown[0].data.columns) == ["label", "gain_psnr", "improved", "n_paired", "psnr", "labels"]
 
 
-def test_paired_differences_against_the_first_row(tmp_path):
+def test_paired_differences_against_the_first_network_row(tmp_path):
     _per_image(tmp_path, "base", [25.0, 26.0, 27.0])
     _per_image(tmp_path, "better", [25.5, 26.5, 27.5])
     _per_image(tmp_path, "mixed", [24.0, 26.0, 28.0])
-    table = pd.DataFrame({"experiment": ["base", "better", "mixed"], "label": ["Base", "Better", "Mixed"]})
+    inputs = ["input-combined", "input-average"]  # first in every table; their gain columns cover them
+    table = pd.DataFrame({"experiment": [*inputs, "base", "better", "mixed"],
+                          "label": ["C", "(L+R)/2", "Base", "Better", "Mixed"]})
     diffs = paired_differences(tmp_path, table, n=200)
     assert diffs[["row", "minus"]].values.tolist() == [["Better", "Base"], ["Mixed", "Base"]]
     assert diffs["mean_diff"].tolist() == pytest.approx([0.5, 0.0])
     assert diffs.iloc[0][["ci_low", "ci_high", "frac_resamples_a_better"]].tolist() == pytest.approx([0.5, 0.5, 1.0])
     assert diffs.iloc[1]["ci_low"] < 0 < diffs.iloc[1]["ci_high"]
-    assert paired_differences(tmp_path, table.iloc[:1]).empty
+    assert paired_differences(tmp_path, table.iloc[:3]).empty
 
 
 def test_latency_table_per_image_seconds(tmp_path):
