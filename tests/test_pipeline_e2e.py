@@ -114,7 +114,8 @@ def test_toy_baseline_flows_through_the_whole_pipeline(tiny_repo):
     work, env, dvc = tiny_repo
 
     main = pd.read_csv(work / "results" / "tables" / "main.csv")
-    assert set(main["experiment"]) == {"toy-net", "ldp-tiny"}
+    assert list(main["experiment"]) == ["input-combined", "input-average", "toy-net", "ldp-tiny"]  # inputs first
+    assert main["gain_psnr_ci_lo"].le(main["gain_psnr"]).all() and main["n_paired"].eq(2).all()
     toy = main.set_index("experiment").loc["toy-net"]
     assert 0 < toy["psnr"] < 100 and toy["psnr_ci_lo"] <= toy["psnr"] <= toy["psnr_ci_hi"]
     assert "smoke schedule" in toy["labels"] and "synthetic" in toy["labels"]
