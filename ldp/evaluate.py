@@ -255,7 +255,8 @@ def summarize(per_image: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]
                 continue
             lo, hi = bootstrap_ci(vals, n=n_boot, seed=seed)
             entry[metric] = {"mean": float(vals.mean()), "ci95": [lo, hi]}
-        # The supplement's MSE_rel equals 10^(-PSNR/20) of the printed mean PSNR; by Jensen that is <= mean RMSE
+        # The supplement's MSE_rel equals 10^(-PSNR/20) of the printed mean PSNR in 10 of its 11 rows (not Tab. 3's
+        # DeepRFT); by Jensen that is <= mean RMSE
         psnr_mean = entry["psnr"]["mean"]
         entry["rmse_from_mean_psnr"] = None if psnr_mean is None else 10 ** (-psnr_mean / 20)
         out[subset] = entry
