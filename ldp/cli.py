@@ -27,7 +27,8 @@ EXAMPLES = {
   ldp evaluate --model restormer-dp --weights dual_pixel_defocus_deblurring.pth --data data/dataset
   ldp evaluate --model ldp-small --weights checkpoints/ldp-small/model.pt --data data/dataset \\
       --blurmap-dir data/blurmaps/clip-vitb32-ours --out results/my-eval
-  ldp evaluate --experiment ldp-small      # as `dvc repro evaluate@ldp-small`""",
+  ldp evaluate --experiment ldp-small      # as `dvc repro evaluate@ldp-small`
+  ldp evaluate --model input-average --data data/dataset   # an input baseline: no weights (dvc repro inputs)""",
     "deblur": """examples:
   ldp deblur --left L.png --right R.png --out O.png --model ldp-small --weights CKPT
   ldp deblur --left L.png --right R.png --out O.png --model restormer-dp --weights restormer_dp.pth""",
@@ -65,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--experiment", help="evaluate an experiment of the params file (its trained weights)")
     s.add_argument("--params", default="params.yaml")
     s.add_argument("--model", help="registered model name")
-    s.add_argument("--weights", help="checkpoint (official formats load as published); omit for random init")
+    s.add_argument("--weights", help="checkpoint (official formats load as published); omit for random init "
+                                    "(the input baselines input-combined, input-average take none)")
     s.add_argument("--data", default="data/dataset", help="dataset root holding manifest.csv")
     s.add_argument("--split", default=None, help="split to evaluate (default: evaluate.split, i.e. test)")
     s.add_argument("--blurmap-dir", help="blur-map stage output (models that take a blur map)")
