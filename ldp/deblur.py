@@ -85,8 +85,8 @@ def deblur_pair(
         raise DeblurError("give --model, or --weights written by ldp train (with its config.json beside them)")
     model_name = trained.model if trained is not None else model_name
     spec = get_spec(model_name)
-    if tiling not in ("auto", "whole", "tiled"):
-        raise DeblurError(f"tiling must be auto, whole or tiled, got {tiling!r}")
+    if tiling not in ("auto", "whole", "tiled", "windows"):
+        raise DeblurError(f"tiling must be auto, whole, tiled or windows, got {tiling!r}")
     left_raw, right_raw = read_image_raw(left_path), read_image_raw(right_path)
     problem = (size_mismatch(right_path, right_raw.shape[:2], left_path, left_raw.shape[:2])
                or depth_mismatch(right_path, bit_depth(right_raw), left_path, bit_depth(left_raw)))

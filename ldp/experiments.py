@@ -95,7 +95,7 @@ class ResolvedExperiment:
     data_source: str = ""  # the dataset's source stamp (synthetic, dpdd, ...) at training time
     # Completed by the evaluation (its stage reads params `evaluate`, the training stage does not):
     evaluate: Any = None  # ldp.evaluate.EvalConfig
-    inference: str | None = None  # whole | tiled: evaluate.tiling resolved against the model's registered mode
+    inference: str | None = None  # whole | tiled | windows: evaluate.tiling resolved against the registered mode
 
     @property
     def model_overrides(self) -> dict[str, Any]:
