@@ -121,7 +121,9 @@ class ResolvedExperiment:
     def labels(self) -> dict[str, str]:
         """What a reader must know before quoting this row's numbers."""
         return {"data": self.data_source or "unknown", "clip_weights": ",".join(self.clip_weights_kinds) or "n/a",
-                "iterations": str(self.train.iters), "inference": self.inference or "not evaluated"}
+                "iterations": str(self.train.iters), "inference": self.inference or "not evaluated",
+                # the precision the run used once trained (config.json resolves auto), else as configured
+                "precision": self.train.precision, "augment": self.train.augment}
 
     def to_json(self) -> dict[str, Any]:
         out = {"format": RESOLVED_FORMAT}
