@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ldp.device import resolve_device
-from ldp.evaluate import RANDOM_INIT, EvaluationError, prepare_model, restore, to_batch, to_image
+from ldp.evaluate import RANDOM_INIT, EvaluationError, prepare_model, restore, to_batch, to_image, weights_record
 from ldp.imageio import bit_depth, depth_mismatch, read_image_raw, size_mismatch, to_rgb_float, write_image
 from ldp.registry import get_spec
 
@@ -139,7 +139,7 @@ def deblur_pair(
     return {
         "out": str(out_path),
         "model": model_name,
-        "weights": str(weights) if weights is not None else RANDOM_INIT,
+        "weights": weights_record(weights, model_name),
         "experiment": trained.name if trained is not None else None,
         "inference": mode,
         "blurmap": blurmap_info,

@@ -197,6 +197,7 @@ def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> Reso
     """
     from ldp.blurmap.estimate import BlurMapConfig
     from ldp.losses import LossConfig
+    from ldp.models.input_baselines import is_input_baseline
     from ldp.registry import get_spec
     from ldp.train import TrainConfig
 
@@ -212,6 +213,9 @@ def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> Reso
         spec = get_spec(exp.model)
     except KeyError as exc:
         raise ConfigError(f"{where}:{exp_key}.model: {exc.args[0]}") from None
+    if is_input_baseline(exp.model):
+        raise ConfigError(f"{where}:{exp_key}.model: {exp.model!r} is an input baseline: it has nothing to train; "
+                          f"the `inputs` stage scores it (ldp evaluate --model {exp.model} --data ROOT)")
 
     # The five layers, each checked on its own so that an error names the layer that holds the bad key.
     layers: list[tuple[str, Mapping[str, Any]]] = [

@@ -103,6 +103,8 @@ def test_ldp_losses_true_without_its_section_is_an_error(tmp_path):
      r"my-params.yaml:experiments.ldp-small.blurmap: 'clip-nope' is not defined under blurmaps"),
     (lambda d: d["experiments"]["ldp-small"].update(train={"model_overrides": {"widthh": 8}}),
      r"my-params.yaml:experiments.ldp-small.train.model_overrides.widthh: unknown key"),
+    (lambda d: d["experiments"]["ldp-small"].update(model="input-average"),
+     r"my-params.yaml:experiments.ldp-small.model: 'input-average' is an input baseline: it has nothing to train"),
     (lambda d: d["experiments"]["ldp-small"].update(recipe="nope"),
      r"my-params.yaml:recipes.nope: not defined"),
 ])
