@@ -310,9 +310,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_gloo_two_processes_match_one_process_with_double_batch(dataset, tmp_path):
-    # 2 ranks x batch 1 see the same samples as 1 process x batch 2; gradients are averaged by DDP.
-    cfg = tiny_cfg(iters=4, batch_size=1, checkpoint_every=2, val=ValConfig(every=0, crop=32, samples=0))
+def test_ddp_gloo_two_processes_match_one_process_with_the_same_global_batch(dataset, tmp_path):
+    # batch_size is global: 2 ranks take 1 each and see the samples of 1 process x 2; DDP averages the gradients.
+    cfg = tiny_cfg(iters=4, batch_size=2, checkpoint_every=2, val=ValConfig(every=0, crop=32, samples=0))
     out = tmp_path / "ddp"
     port = _free_port()
     procs = [
@@ -331,7 +331,7 @@ def test_ddp_gloo_two_processes_match_one_process_with_double_batch(dataset, tmp
     ckpt = state_of(out / "last.pt")
     assert ckpt["world"] == 2 and len(ckpt["rng"]) == 2
     single = tmp_path / "single"
-    run_training(tiny_cfg(iters=4, batch_size=2, checkpoint_every=2, val=cfg.val), MODEL, dataset, single)
+    run_training(cfg, MODEL, dataset, single)
     ddp_w, one_w = state_of(out / "model.pt"), state_of(single / "model.pt")
     assert ddp_w.keys() == one_w.keys()
     for k in ddp_w:
@@ -340,3 +340,39 @@ def test_ddp_gloo_two_processes_match_one_process_with_double_batch(dataset, tmp
     shutil.copytree(out, partial_dir(out))
     with pytest.raises(CheckpointError, match="2 process"):
         run_training(cfg, MODEL, dataset, out)
+
+
+@pytest.mark.parametrize(("kw", "key"), [
+    ({"batch_size": 3}, "batch_size"),
+    ({"progressive": ((2, 24, 4), (2, 32, 3))}, r"progressive\[1\]"),
+])
+def test_global_batch_must_divide_over_the_processes(dataset, tmp_path, monkeypatch, kw, key):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # checked before any process group or file exists
+    out = tmp_path / "odd"
+    with pytest.raises(ConfigError, match=rf"experiments\.x\.train\.{key}: the global batch 3 does not divide "
+                                          r"over 2 processes"):
+        run_training(tiny_cfg(**kw), MODEL, dataset, out, key_path=lambda k: f"p.yaml:experiments.x.train.{k}")
+    assert not out.exists() and not partial_dir(out).exists()
+
+
+def test_official_augmentation_and_patch_pool_train_and_record_precision(dataset, tmp_path):
+    from ldp.train.config import PatchPoolConfig
+
+    out = tmp_path / "restormer-like"
+    cfg = tiny_cfg(iters=3, patch_size=24, augment="restormer_dihedral", precision="auto",
+                   patch_pool=PatchPoolConfig(size=32, stride=8, drop_fraction=0.3),
+                   val=ValConfig(every=0, crop=32, samples=0))
+    record = {"format": "test", "train": {"precision": "auto", "augment": cfg.augment}}
+    summary = run_training(cfg, MODEL, dataset, out, record=record)
+    assert summary["precision"] == "fp32"  # auto on a CPU
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"] == {"precision": "fp32", "augment": "restormer_dihedral"}  # the precision used
+    assert (dataset / ".cache" / "patch_pool").is_dir()
+    with pytest.raises(ConfigError, match=r"train\.patch_size: patch size 40 is larger than the pool's windows"):
+        run_training(tiny_cfg(patch_size=40, patch_pool=PatchPoolConfig(size=32)), MODEL, dataset, tmp_path / "x")
+    with pytest.raises(ConfigError, match=r"train\.patch_pool\.drop_fraction: must be in \[0, 1\)"):
+        run_training(tiny_cfg(patch_pool=PatchPoolConfig(size=32, drop_fraction=1.0)), MODEL, dataset,
+                     tmp_path / "x")
+    with pytest.raises(ConfigError, match=r"train\.patch_pool: pool window 48 does not fit the smallest train"):
+        run_training(tiny_cfg(patch_pool=PatchPoolConfig(size=48)), MODEL, dataset, tmp_path / "x")
+    assert not (tmp_path / "x").exists()

@@ -15,7 +15,10 @@ from ldp.losses import LossConfig
 # Maps a TrainConfig field path (``optim.lr``, ``progressive[1]``) to the params location the user wrote.
 KeyPath = Callable[[str], str]
 # Settings that may change between a run and its resume without changing the numbers.
-RESUME_FREE_KEYS = ("checkpoint_every", "log_every", "num_workers", "val", "compile", "device", "cpu_threads")
+RESUME_FREE_KEYS = ("checkpoint_every", "log_every", "num_workers", "val", "compile", "device", "cpu_threads",
+                    "processes")
+# Patch augmentations of the sampler (ldp/data/sampler.py; docs/training.md "Augmentation").
+Augment = Literal["dp_flips", "restormer_dihedral", "deeprft_modes", "none"]
 
 
 def default_key_path(key: str) -> str:
@@ -56,11 +59,21 @@ class ValConfig:
 
 
 @dataclass(frozen=True)
+class PatchPoolConfig:
+    """Restormer's DPDD patch pool: ``size``² windows at ``stride``, the ``drop_fraction`` of each image's windows
+    with the least target sharpness dropped; training patches are cropped from the windows kept."""
+
+    size: int = 512
+    stride: int = 204
+    drop_fraction: float = 0.3
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     iters: int = 50
     patch_size: int = 64
-    batch_size: int = 4
-    # Progressive patches (Restormer): ((iters, patch_size, batch_size), ...). Empty = one phase. Iterations past
+    batch_size: int = 4  # GLOBAL: each of the WORLD_SIZE processes takes batch_size / WORLD_SIZE
+    # Progressive patches (Restormer): ((iters, patch_size, global batch), ...). Empty = one phase. Iterations past
     # the listed phases continue with the last one; phases past ``iters`` are not reached.
     progressive: tuple[tuple[int, int, int], ...] = ()
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -68,7 +81,8 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     val: ValConfig = field(default_factory=ValConfig)
-    augment: bool = True
+    augment: Augment = "dp_flips"
+    patch_pool: PatchPoolConfig | None = None  # None: patches from anywhere in the full images
     checkpoint_every: int = 25  # iterations; last.pt is also written after the last one
     log_every: int = 1
     seed: int = 0
@@ -80,6 +94,8 @@ class TrainConfig:
     num_workers: int = 0
     cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = PyTorch's default (one per core)
     find_unused_parameters: bool = False  # DDP
+    # Processes of the training stage: "auto" = one per visible GPU (1 on CPU); > 1 re-launches it under torchrun.
+    processes: int | Literal["auto"] = 1
     model_overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,8 +111,9 @@ def changed_keys(saved_json: str, current: TrainConfig) -> list[str]:
     return [k for k in keys if old.get(k) != new.get(k) and k.split(".")[0] not in RESUME_FREE_KEYS]
 
 
-def check_values(cfg: TrainConfig, key_path: KeyPath = default_key_path) -> None:
-    """Every range check on the config's own values; the first failure is a ConfigError naming its params key."""
+def check_values(cfg: TrainConfig, key_path: KeyPath = default_key_path, world: int = 1) -> None:
+    """Every range check on the config's own values, and that each global batch divides over ``world`` processes;
+    the first failure is a ConfigError naming its params key."""
     positive = {"iters": cfg.iters, "optim.lr": cfg.optim.lr, "patch_size": cfg.patch_size,
                 "batch_size": cfg.batch_size}
     if cfg.val.mode == "crop":
@@ -118,6 +135,36 @@ def check_values(cfg: TrainConfig, key_path: KeyPath = default_key_path) -> None
                               f"got {[n, patch, batch]}")
     if cfg.ema.enabled and not 0.0 <= cfg.ema.decay < 1.0:
         raise ConfigError(f"{key_path('ema.decay')}: must be in [0, 1), got {cfg.ema.decay}")
+    if isinstance(cfg.processes, int) and cfg.processes < 1:
+        raise ConfigError(f"{key_path('processes')}: must be >= 1 or 'auto', got {cfg.processes}")
+    _check_pool(cfg, key_path)
+    batches = [("batch_size", cfg.batch_size)] if not cfg.progressive else [
+        (f"progressive[{i}]", batch) for i, (_, _, batch) in enumerate(cfg.progressive)]
+    for key, batch in batches:
+        if batch % world:
+            raise ConfigError(f"{key_path(key)}: the global batch {batch} does not divide over {world} processes "
+                              "(WORLD_SIZE); each process takes batch / WORLD_SIZE")
+
+
+def _check_pool(cfg: TrainConfig, key_path: KeyPath) -> None:
+    pool = cfg.patch_pool
+    if pool is None:
+        return
+    if pool.size <= 0 or pool.stride <= 0:
+        raise ConfigError(f"{key_path('patch_pool')}: size and stride must be > 0, got {pool.size}, {pool.stride}")
+    if not 0.0 <= pool.drop_fraction < 1.0:
+        raise ConfigError(f"{key_path('patch_pool')}.drop_fraction: must be in [0, 1), got {pool.drop_fraction}")
+    patch, key = largest_patch(cfg)
+    if patch > pool.size:
+        raise ConfigError(f"{key_path(key)}: patch size {patch} is larger than the pool's windows "
+                          f"({key_path('patch_pool.size')} = {pool.size})")
+
+
+def largest_patch(cfg: TrainConfig) -> tuple[int, str]:
+    """The largest training patch side of any phase and the key that sets it."""
+    patches = [(cfg.patch_size, "patch_size")] if not cfg.progressive else [
+        (patch, f"progressive[{i}]") for i, (_, patch, _) in enumerate(cfg.progressive)]
+    return max(patches)
 
 
 def phases(cfg: TrainConfig) -> list[tuple[int, int, int, int]]:

@@ -58,9 +58,14 @@ def launch_rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 
 
+def launch_world() -> int:
+    """The number of processes torchrun started (WORLD_SIZE; 1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def setup_runtime(cfg: TrainConfig, key_path: KeyPath = default_key_path) -> Runtime:
     """Pick the device and precision; join the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launch_world()
     rank = launch_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda, precision = device_and_precision(cfg, key_path)

@@ -33,12 +33,21 @@ from ldp.data.manifest import MANIFEST_NAME, load_manifest
 from ldp.data.sources import DatasetError
 from ldp.fsutil import atomic_open, atomic_write_json, atomic_write_text, replace_dir
 from ldp.registry import get_spec
-from ldp.train.config import KeyPath, TrainConfig, ValConfig, check_values, default_key_path, phases
+from ldp.train.config import (
+    KeyPath,
+    TrainConfig,
+    ValConfig,
+    check_values,
+    default_key_path,
+    largest_patch,
+    phases,
+)
 from ldp.train.engine import (
     Engine,
     Runtime,
     device_and_precision,
     floats,
+    launch_world,
     seed_everything,
     set_deterministic,
     setup_runtime,
@@ -70,7 +79,7 @@ class TrainingTerminated(KeyboardInterrupt):
 def check_run(cfg: TrainConfig, model_name: str, root: Path, blur_dir: Path | None,
               key_path: KeyPath = default_key_path) -> None:
     """Raise the one error a run of ``cfg`` would meet on bad input (config values, model, data, blur maps, device)."""
-    check_values(cfg, key_path)
+    check_values(cfg, key_path, world=launch_world())
     try:
         spec = get_spec(model_name)
     except KeyError as exc:
@@ -99,12 +108,12 @@ def _check_patches_fit(cfg: TrainConfig, root: Path, rows, key_path: KeyPath) ->
             h, w = read_image_raw(root / row["left"]).shape[:2]
         sizes.append((min(h, w), h, w, row["left"]))
     side, h, w, name = min(sizes)
-    patches = [(cfg.patch_size, "patch_size")] if not cfg.progressive else [
-        (patch, f"progressive[{i}]") for i, (_, patch, _) in enumerate(cfg.progressive)]
-    patch, key = max(patches)
+    patch, key = largest_patch(cfg)
+    if cfg.patch_pool is not None:
+        patch, key = cfg.patch_pool.size, "patch_pool"
     if patch > side:
-        raise ConfigError(f"{key_path(key)}: patch size {patch} does not fit the smallest train image "
-                          f"{root / name} ({w}x{h})")
+        raise ConfigError(f"{key_path(key)}: {'pool window' if cfg.patch_pool else 'patch size'} {patch} does not "
+                          f"fit the smallest train image {root / name} ({w}x{h})")
 
 
 def _check_blurmaps(blur_dir: Path, scenes: Sequence[str]) -> None:
@@ -333,7 +342,7 @@ class TrainingRun:
         }
         atomic_write_json(work / "train_summary.json", summary, default=str)
         if record is not None:
-            atomic_write_json(work / "config.json", dict(record), default=str)
+            atomic_write_json(work / "config.json", with_precision_used(record, rt.precision), default=str)
         if tracker is not None:
             for name in ("train_log.csv", "val_log.csv", "train_summary.json", "model_summary.txt", "config.json"):
                 if (work / name).is_file():
@@ -342,6 +351,14 @@ class TrainingRun:
                 tracker.log_artifact(samples_dir, "samples")
             tracker.log_model(copy.deepcopy(final).cpu().eval(), name="model")
         return summary
+
+
+def with_precision_used(record: Mapping[str, Any], precision: str) -> dict[str, Any]:
+    """The resolved experiment with ``train.precision`` the one the run used (``auto`` resolved: bf16, fp32...)."""
+    out = dict(record)
+    if isinstance(out.get("train"), Mapping):
+        out["train"] = {**out["train"], "precision": precision}
+    return out
 
 
 def _any_rank(flag: bool, rt: Runtime) -> bool:
@@ -367,11 +384,11 @@ def _batches(engine: Engine, root: Path, blurmap_dir: Path | None, plan: list[tu
     from ldp.data.sampler import DPPatchDataset, ShardedBatchSampler
 
     cfg, rt = engine.cfg, engine.runtime
-    p_start, p_end, patch, batch = plan[phase_idx]
-    base = sum((e - s) * b * rt.world for s, e, _, b in plan[:phase_idx])
+    p_start, p_end, patch, batch = plan[phase_idx]  # batch: global, checked to divide over the processes
+    base = sum((e - s) * b for s, e, _, b in plan[:phase_idx])
     dataset = DPPatchDataset(root, "train", patch, blurmap_dir=blurmap_dir, augment=cfg.augment, seed=cfg.seed,
-                             progress=rt.is_main)
-    sampler = ShardedBatchSampler(batch, p_end - p_start, base=base, rank=rt.rank, world=rt.world,
+                             progress=rt.is_main, patch_pool=cfg.patch_pool)
+    sampler = ShardedBatchSampler(batch // rt.world, p_end - p_start, base=base, rank=rt.rank, world=rt.world,
                                   start_step=start_step)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=cfg.num_workers, pin_memory=rt.device.type == "cuda",
