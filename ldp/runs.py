@@ -63,7 +63,7 @@ class TrainedRun:
 
 def dataset_source(dataset: Path) -> str:
     """The source the data stage stamped on ``dataset`` (``synthetic``, ``dpdd``...), or ``""`` before it ran."""
-    from ldp.data.sources import SOURCE_STAMP
+    from ldp.data.manifest import SOURCE_STAMP
 
     stamp = Path(dataset) / SOURCE_STAMP
     try:

@@ -125,6 +125,7 @@ def test_evaluation_rebuilds_the_network_from_config_json(run_dir):
     assert result.summary["experiment"]["train"]["model_overrides"] == {"tiny": True}
     assert result.summary["experiment"]["inference"] in ("whole", "tiled")
     assert result.summary["n_images"] == 2
+    assert result.summary["data_source"]["name"] == "synthetic"  # the data stage's stamp, through config.json
     trained = load_trained(layout.checkpoints / "tiny-nafnet")
     assert sum(p.numel() for p in trained.model.parameters()) < 2_000_000
     assert _mlflow_runs(tmp_path) == 2  # one training, one evaluation

@@ -20,6 +20,8 @@ COLUMNS = [
     "height", "width", "bit_depth",
 ]
 IMAGE_COLUMNS = ("left", "right", "target", "combined")
+# Which data config built a dataset root ({"source", "config_sha"}), written beside the manifest.
+SOURCE_STAMP = "source.json"
 # The DPDD folder layout every dataset root is written in (docs/data.md).
 LAYOUT_DIR = "dd_dp_dataset_canon"
 

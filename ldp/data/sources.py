@@ -37,14 +37,13 @@ from ldp.data.download import (
     fetch,
     safe_extract,
 )
-from ldp.data.manifest import LAYOUT_DIR, MANIFEST_NAME, layout_paths, write_manifest
+from ldp.data.manifest import LAYOUT_DIR, MANIFEST_NAME, SOURCE_STAMP, layout_paths, write_manifest
 from ldp.fsutil import atomic_dir
 from ldp.imageio import ImageReadError, bit_depth, depth_mismatch, read_image_raw, size_mismatch, too_small
 
 SPLITS = ("train", "val", "test")
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-SOURCE_STAMP = "source.json"
 
 # Official DPDD archive (Abuolaim & Brown 2020) and Restormer's re-packaged test set (reference doc §2.2, §3.1).
 DPDD_OFFICIAL_URL = "https://ln2.sync.com/dl/c45358c50/r7kpybwk-xw8hhszh-qkj249ap-y8k2344d"
@@ -531,7 +530,7 @@ def prepare_dataset(cfg: DataConfig, out_root: str | Path) -> Path:
     if cfg.source == "synthetic":
         from ldp.data.synthetic import generate_synthetic
 
-        result = generate_synthetic(cfg.synthetic_config(), out_root)
+        result = generate_synthetic(cfg.synthetic_config(), out_root, stamp=_config_stamp(cfg))
         return Path(result) if result else out_root
 
     root = Path(cfg.root).expanduser() if cfg.root else None

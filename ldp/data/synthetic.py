@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ldp.data.manifest import layout_paths, write_manifest
+from ldp.data.manifest import SOURCE_STAMP, layout_paths, write_manifest
 from ldp.data.psf import ButterworthParams, ThinLens, convolve, dp_psfs
 from ldp.fsutil import atomic_dir
 from ldp.imageio import read_image_raw, write_image
@@ -566,8 +566,10 @@ def render_scene(cfg: SyntheticConfig, split: str, index: int) -> RenderedScene:
 # ----------------------------------------------------------------------------------------------- writing
 
 
-def generate_synthetic(cfg: SyntheticConfig, out_root: str | Path, progress: bool = True) -> Path:
-    """Render the train/val/test splits into ``out_root`` (built in a temp folder, then renamed)."""
+def generate_synthetic(cfg: SyntheticConfig, out_root: str | Path, progress: bool = True,
+                       stamp: dict | None = None) -> Path:
+    """Render the train/val/test splits into ``out_root`` (built in a temp folder, then renamed); ``stamp`` (the
+    data config's, from the data stage) is written as ``source.json`` beside the manifest."""
     out_root = Path(out_root)
     if out_root.exists() and not out_root.is_dir():
         raise SyntheticDataError(f"{out_root}: exists and is not a folder")
@@ -598,4 +600,6 @@ def generate_synthetic(cfg: SyntheticConfig, out_root: str | Path, progress: boo
         (tmp / "synthetic_config.json").write_text(
             json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True)
         )
+        if stamp is not None:
+            (tmp / SOURCE_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
     return out_root
