@@ -12,6 +12,7 @@ from ldp.train.config import (
     EMAConfig,
     LRFactor,
     OptimConfig,
+    PatchPoolConfig,
     ScheduleConfig,
     TrainConfig,
     ValConfig,
@@ -24,7 +25,8 @@ from ldp.train.loop import TrainingTerminated, check_run, run_training
 from ldp.train.state import CHECKPOINT_FORMAT, partial_dir
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "EMA", "EMAConfig", "Engine", "LRFactor", "OptimConfig", "Runtime", "ScheduleConfig",
+    "CHECKPOINT_FORMAT", "EMA", "EMAConfig", "Engine", "LRFactor", "OptimConfig", "PatchPoolConfig", "Runtime",
+    "ScheduleConfig",
     "TrainConfig", "TrainingTerminated", "ValConfig", "check_run", "check_values", "lr_at", "partial_dir", "phases",
     "run_training", "setup_runtime",
 ]
