@@ -60,3 +60,26 @@ def test_full_images_of_combined_input_models_are_the_camera_combined_image(tmp_
     assert fed == pytest.approx([LEVEL["combined"], (LEVEL["left"] + LEVEL["right"]) / 2], abs=1e-2)
     dp = DPImageDataset(root, "train", progress=False)[0]
     assert float(dp["left"].mean()) * 65535 == pytest.approx(LEVEL["left"], abs=1e-2)  # DP models: the views
+
+
+def test_training_feeds_combined_input_models_the_camera_combined_image(tmp_path, monkeypatch):
+    """The trainer asks the sampler for C for a combined-input model (deeprft), and not for a DP model."""
+    import ldp.data.sampler as sampler
+    from ldp.train import TrainConfig, run_training
+    from ldp.train.config import ValConfig
+
+    root = _root(tmp_path / "data", (True, True))
+    seen: list[bool] = []
+
+    class Recording(sampler.DPPatchDataset):
+        def __init__(self, *args, combined_input=False, **kwargs):
+            seen.append(combined_input)
+            super().__init__(*args, combined_input=combined_input, **kwargs)
+
+    monkeypatch.setattr(sampler, "DPPatchDataset", Recording)
+    cfg = TrainConfig(iters=1, patch_size=16, batch_size=1, checkpoint_every=1, device="cpu",
+                      val=ValConfig(every=0, samples=0), model_overrides={"tiny": True})
+    for model, expected in (("deeprft", True), ("nafnet-dp", False)):
+        summary = run_training(cfg, model, root, tmp_path / "out" / model)
+        assert seen[-1] is expected
+        assert (summary["combined_input"] is not None) is expected

@@ -235,7 +235,8 @@ class TrainingRun:
         self.iteration = self.start_iter
         self.view = val_view(cfg.val)
         if main:
-            self.val_images = load_val_images(self.root, cfg.val, self.blur_dir)
+            self.val_images = load_val_images(self.root, cfg.val, self.blur_dir,
+                                              combined_input=self.engine.spec.input_kind == "combined")
             if not self.val_images:
                 warnings.warn(f"{self.root}: no val split in manifest.csv; validation skipped", RuntimeWarning,
                               stacklevel=3)
@@ -339,6 +340,8 @@ class TrainingRun:
             "weights": "ema" if cfg.ema.enabled else "final",
             "dataset_root": str(self.root),
             "blurmap_dir": str(self.blur_dir) if self.blur_dir else None,
+            "combined_input": ("camera combined image C where the scene has one, else (L+R)/2"
+                               if engine.spec.input_kind == "combined" else None),
         }
         atomic_write_json(work / "train_summary.json", summary, default=str)
         if record is not None:
@@ -387,7 +390,8 @@ def _batches(engine: Engine, root: Path, blurmap_dir: Path | None, plan: list[tu
     p_start, p_end, patch, batch = plan[phase_idx]  # batch: global, checked to divide over the processes
     base = sum((e - s) * b for s, e, _, b in plan[:phase_idx])
     dataset = DPPatchDataset(root, "train", patch, blurmap_dir=blurmap_dir, augment=cfg.augment, seed=cfg.seed,
-                             progress=rt.is_main, patch_pool=cfg.patch_pool)
+                             progress=rt.is_main, patch_pool=cfg.patch_pool,
+                             combined_input=engine.spec.input_kind == "combined")
     sampler = ShardedBatchSampler(batch // rt.world, p_end - p_start, base=base, rank=rt.rank, world=rt.world,
                                   start_step=start_step)
     loader = torch.utils.data.DataLoader(
@@ -416,13 +420,15 @@ def val_view(cfg: ValConfig) -> str:
     return f"crop{cfg.crop}" if cfg.mode == "crop" else "full"
 
 
-def load_val_images(root: Path, cfg: ValConfig, blurmap_dir: Path | None) -> list[ValImage]:
-    """The val split as centre crops (crop-val) or full images; empty if the manifest has no val scenes."""
+def load_val_images(root: Path, cfg: ValConfig, blurmap_dir: Path | None,
+                    combined_input: bool = False) -> list[ValImage]:
+    """The val split as centre crops (crop-val) or full images; empty if the manifest has no val scenes.
+    ``combined_input``: a combined-input model's views are the camera combined image C where the scene has one."""
     from ldp.data.sampler import DPImageDataset
 
     if load_manifest(root, split="val").empty:
         return []
-    dataset = DPImageDataset(root, "val", blurmap_dir=blurmap_dir, progress=False)
+    dataset = DPImageDataset(root, "val", blurmap_dir=blurmap_dir, progress=False, combined_input=combined_input)
     count = len(dataset) if cfg.max_images <= 0 else min(cfg.max_images, len(dataset))
     images = []
     for i in range(count):
