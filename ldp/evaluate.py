@@ -6,8 +6,9 @@ resolution, output clamped to [0, 1], per-image PSNR (peak 1, float), skimage-id
 bootstrap 95 % confidence intervals.
 
 Outputs of :func:`evaluate` in ``out_dir`` (each written atomically):
-``per_image.csv``, ``metrics.json`` (everything, CIs and provenance included), ``scores.json`` (the subset means
-only: what ``dvc metrics show/diff`` and ``dvc exp show`` compare) and ``samples/<scene>.png`` (16-bit
+``per_image.csv``, ``metrics.json`` (everything, CIs, provenance and the labels of :mod:`ldp.labels` included),
+``scores.json`` (the subset means and the labels' string facts: what ``dvc metrics show/diff`` and ``dvc exp show``
+compare) and ``samples/<scene>.png`` (16-bit
 restorations).
 """
 
@@ -32,6 +33,7 @@ from ldp.data.manifest import load_manifest, load_scene
 from ldp.device import resolve_device
 from ldp.fsutil import atomic_write, atomic_write_json, replace_dir, sha256_file, temp_dir_beside
 from ldp.imageio import write_image
+from ldp.labels import evaluation_labels, flat_labels
 from ldp.metrics import METRIC_NAMES, compute_metrics, load_lpips
 from ldp.registry import build_model, get_spec
 from ldp.stats import PER_IMAGE_CSV, bootstrap_ci
@@ -337,11 +339,13 @@ def evaluate(
         rows: list[dict[str, Any]] = []
         model_s = metric_s = 0.0
         fed_counts: dict[str, int] = {}  # combined-kind models: which image each scene's input was
+        sizes_wxh: dict[str, int] = {}  # image size (WxH) -> number of images evaluated at it
         bar = tqdm(table.to_dict("records"), desc=f"eval {model_name}", disable=quiet, unit="img")
         for i, row in enumerate(bar):
             scene = load_scene(root, row)
             target = to_batch(scene["target"], device)
             h, w = target.shape[-2:]
+            sizes_wxh[f"{w}x{h}"] = sizes_wxh.get(f"{w}x{h}", 0) + 1
             left = to_batch(scene["left"], device) if "left" in scene else None
             right = to_batch(scene["right"], device) if "right" in scene else None
             if spec.input_kind == "combined":
@@ -397,6 +401,7 @@ def evaluate(
             "manifest_sha256": sha256_file(manifest_path),
             "split": split,
             "bit_depth": sorted({int(b) for b in table["bit_depth"] if int(b)}),
+            "image_sizes_wxh": sizes_wxh,
         },
         "clip_weights": clip_weights_kind(meta) if use_blurmap else None,
         "blurmap": {"dir": str(Path(blurmap_dir).resolve()), "meta": meta} if use_blurmap else None,
@@ -413,19 +418,22 @@ def evaluate(
         },
     }
     summary = _json_clean(summary)
+    summary["labels"] = evaluation_labels(summary)
     atomic_write_json(out_dir / METRICS_JSON, summary)
     atomic_write_json(out_dir / SCORES_JSON, scores(summary))
     return EvalResult(per_image=per_image, summary=summary, out_dir=out_dir)
 
 
-def scores(summary: Mapping[str, Any]) -> dict[str, dict[str, float | int]]:
-    """``{subset: {metric: mean, "n_images": n}}``: the numbers of ``metrics.json`` that DVC compares."""
-    out: dict[str, dict[str, float | int]] = {}
+def scores(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{subset: {metric: mean, "n_images": n}, "labels": {fact: text}}``: the numbers of ``metrics.json`` that DVC
+    compares, and its labels' string facts (``dvc metrics show`` prints them as columns; ldp.labels)."""
+    out: dict[str, dict[str, Any]] = {}
     for subset, entry in summary["metrics"].items():
         if not entry.get("n_images"):
             continue
         row: dict[str, float | int] = {m: entry[m]["mean"] for m in METRIC_NAMES if entry[m]["mean"] is not None}
         out[subset] = {**row, "n_images": entry["n_images"]}
+    out["labels"] = flat_labels(summary["labels"])
     return out
 
 

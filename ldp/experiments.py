@@ -118,12 +118,12 @@ class ResolvedExperiment:
         return dataclasses.replace(self, evaluate=cfg, inference=mode)
 
     @property
-    def labels(self) -> dict[str, str]:
-        """What a reader must know before quoting this row's numbers."""
-        return {"data": self.data_source or "unknown", "clip_weights": ",".join(self.clip_weights_kinds) or "n/a",
-                "iterations": str(self.train.iters), "inference": self.inference or "not evaluated",
-                # the precision the run used once trained (config.json resolves auto), else as configured
-                "precision": self.train.precision, "augment": self.train.augment}
+    def labels(self) -> dict[str, Any]:
+        """What a reader must know before quoting this row's numbers, as trained (:func:`ldp.labels.training_labels`:
+        data, CLIP weights, schedule, precision (the one used once config.json is written), augmentation)."""
+        from ldp.labels import training_labels
+
+        return training_labels(self)
 
     def to_json(self) -> dict[str, Any]:
         out = {"format": RESOLVED_FORMAT}

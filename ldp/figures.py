@@ -98,17 +98,16 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
 
 
 def run_labels(experiments: list[Any]) -> list[str]:
-    """What a reader must know about the networks shown: their data, random CLIP weights, training length."""
-    by_iters: dict[int, list[str]] = {}
-    labels = set()
+    """What a reader must know about the networks shown: the caveats of their training labels
+    (:func:`ldp.labels.training_labels`: data, CLIP weights, schedule, precision), each once with the runs it
+    applies to."""
+    from ldp.labels import CAVEATS, training_labels
+
+    runs_by_caveat: dict[str, set[str]] = {}
     for exp in experiments:
-        if exp.data_source != "dpdd":
-            labels.add(f"data: {exp.data_source or 'unknown'} (not DPD-blur)")
-        if "random" in exp.clip_weights_kinds:
-            labels.add(f"{exp.name}: random CLIP weights")
-        by_iters.setdefault(exp.train.iters, []).append(exp.name)
-    labels.update(f"trained {iters} iterations: {', '.join(sorted(set(names)))}" for iters, names in by_iters.items())
-    return sorted(labels)
+        for caveat in training_labels(exp)[CAVEATS]:
+            runs_by_caveat.setdefault(caveat, set()).add(exp.name)
+    return sorted(f"{', '.join(sorted(names))}: {caveat}" for caveat, names in runs_by_caveat.items())
 
 
 def blurmap_figure(cfg: FiguresConfig, sources: FigureSources, table, row, scene: dict, out: Path) -> tuple[dict, list]:

@@ -50,6 +50,33 @@ PAPER_COMPLEXITY: dict[str, dict] = {
 }
 
 
+# The DPDD (DPD-blur) test set every paper value is on: 76 scenes of 1680x1120 (Abuolaim & Brown 2020; the scene
+# names are ldp/data/splits/dpdd_test_*.txt). A result on anything else is "not the DPDD test set" (ldp.labels).
+DPDD_TEST_IMAGES = 76
+DPDD_TEST_SIZE_WXH = "1680x1120"
+
+
+@dataclass(frozen=True)
+class ReferenceSchedule:
+    """The training length a recipe's rows are compared against, and where that length comes from."""
+
+    iters: int
+    source: str
+    official: bool  # False: the paper gives none and the length is our choice (its rows are labelled so)
+
+
+# Recipe id (params ``recipes``) -> its reference schedule. A recipe not listed has no reference (labelled).
+REFERENCE_SCHEDULES: dict[str, ReferenceSchedule] = {
+    "restormer": ReferenceSchedule(300_000, "Restormer's Defocus_Deblurring/Options/"
+                                            "DefocusDeblur_DualPixel_16bit_Restormer.yml (300k iterations)", True),
+    "deeprft": ReferenceSchedule(66_000, "DeepRFT's training defaults: 3000 epochs of the 350 DPDD training images "
+                                         "at batch 16 (22 batches an epoch, the last one kept)", True),
+    "nafnet": ReferenceSchedule(200_000, "NAFNet's GoPro width-32 options (200k iterations)", True),
+    "ldp": ReferenceSchedule(200_000, "our choice: the paper gives no LDP schedule; NAFNet's GoPro length (its "
+                                      "backbone's), as in profiles/paper.yaml", False),
+}
+
+
 def paper_row(key: str | None) -> PaperRow | None:
     if key is None:
         return None

@@ -117,7 +117,8 @@ def train_experiment(job: TrainJob) -> dict[str, Any]:
     summary = run_training(exp.train, exp.model, layout.dataset, out, blurmap_dir=layout.blurmaps / exp.blurmap,
                            open_tracker=open_tracker, restart=job.restart, key_path=exp.key_path,
                            record=exp.to_json())
-    summary = {**summary, "experiment": exp.name, "clip_weights_kinds": list(exp.clip_weights_kinds)}
+    summary = {**summary, "experiment": exp.name, "clip_weights_kinds": list(exp.clip_weights_kinds),
+               "labels": exp.labels}
     with atomic_dir(layout.results / "training" / exp.name) as logs:
         for fname in (*TRAIN_LOGS, CONFIG_JSON):
             if (out / fname).is_file():
@@ -129,11 +130,13 @@ def train_experiment(job: TrainJob) -> dict[str, Any]:
 
 def train_scores(summary: dict[str, Any]) -> dict[str, Any]:
     """The numbers of ``train_summary.json`` that DVC compares (``val.psnr``, ``val.loss``, ``train.loss``,
-    ``iterations``: the dotted names the MLflow runs use)."""
+    ``iterations``: the dotted names the MLflow runs use), and its labels' string facts (``labels.schedule``...)."""
+    from ldp.labels import flat_labels
+
     val, final = summary.get("val_last") or {}, summary.get("final_train") or {}
     out: dict[str, Any] = {"val": {k: val[k] for k in ("psnr", "loss") if val.get(k) is not None},
                            "train": {"loss": final["total"]} if final.get("total") is not None else {},
-                           "iterations": summary.get("iterations")}
+                           "iterations": summary.get("iterations"), "labels": flat_labels(summary.get("labels") or {})}
     return {k: v for k, v in out.items() if v not in (None, {})}
 
 

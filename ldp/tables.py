@@ -2,8 +2,9 @@
 
 Every table starts with the two input baselines (``input-combined``, ``input-average``; results/eval/<name>/), and
 every row carries its paired gain over the stronger of them: mean PSNR gain in dB, a paired bootstrap 95 % CI over
-the scenes, and how many images it improved. Rows that rest on random CLIP weights, smoke schedules, untrained
-weights or non-DPDD data carry labels that say so (docs/metrics.md, "Table labels").
+the scenes, and how many images it improved. Each row's labels are the ones its evaluation wrote into metrics.json
+(:mod:`ldp.labels`: data, CLIP weights, schedule, inference, precision, combined input); a row whose labels say it
+is not comparable with the paper gets no Δ (docs/metrics.md, "Table labels").
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
-from ldp.config import ConfigError
-from ldp.evaluate import METRICS_JSON, RANDOM_INIT
+from ldp.config import ConfigError, where_of
+from ldp.evaluate import METRICS_JSON
 from ldp.experiments import TABLES, ExperimentConfig
 from ldp.fsutil import atomic_dir
+from ldp.labels import CAVEATS, COMPARABLE, NOT_COMPARABLE
 from ldp.models.input_baselines import INPUT_BASELINE_LABELS, INPUT_BASELINES, NO_WEIGHTS
 from ldp.paper_results import PaperRow, paper_row
 from ldp.stats import PER_IMAGE_CSV, StatsError, paired_bootstrap_diff, read_per_image
@@ -31,18 +32,18 @@ SUBSETS = ("all", "indoor", "outdoor")
 METRIC_TITLES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mae": "MAE", "rmse": "MSE_rel (RMSE)", "lpips": "LPIPS"}
 DECIMALS = {"psnr": 2, "ssim": 3, "mae": 3, "rmse": 3, "lpips": 3}
 TABLES_MD = "tables.md"
-TRAIN_SUMMARY_JSON = "train_summary.json"
-UNTRAINED = "untrained (random init)"
 GAIN_RESAMPLES = 2000  # paired bootstrap of the gain over the stronger input baseline (seed GAIN_SEED)
 GAIN_SEED = 0
 BELOW_INPUT = "▼"  # markdown marker of a row whose mean PSNR is below the stronger input baseline
 
 
-@dataclass(frozen=True)
-class TablesConfig:
-    """params.yaml section ``tables``."""
-
-    profile: Literal["smoke", "paper"] = "smoke"
+def refuse_tables_section(params: Mapping[str, Any]) -> None:
+    """The ``tables`` section is gone (its one key, ``profile``, named the labels; they now come from what was run):
+    a params file that still sets it gets an error, not a silently ignored key."""
+    if "tables" in params:
+        keys = ", ".join(f"tables.{k}" for k in params["tables"] or {}) or "tables"
+        raise ConfigError(f"{where_of(params)}:{keys}: no longer a parameter (the tables' labels come from what was "
+                          "run: docs/metrics.md, 'Table labels'); delete the tables section")
 
 
 def check_table_labels(experiments: Mapping[str, ExperimentConfig], where: str) -> None:
@@ -68,28 +69,6 @@ def is_input_baseline_run(metrics: Mapping[str, Any]) -> bool:
     return metrics.get("weights") == NO_WEIGHTS
 
 
-def is_untrained(metrics: Mapping[str, Any]) -> bool:
-    """Evaluated on a random init (``weights`` is the string ``random-init``, not a file record)."""
-    return metrics.get("weights") == RANDOM_INIT
-
-
-def row_labels(metrics: Mapping[str, Any], train_summary: Mapping[str, Any] | None, profile: str) -> list[str]:
-    """Why a row must not be read as a reproduction of the paper."""
-    labels = []
-    source = (metrics.get("data_source") or {}).get("name", "")
-    if source != "dpdd":
-        labels.append(f"data: {source or 'unknown'} (not DPD-blur; not comparable with the paper)")
-    kinds = {metrics.get("clip_weights")} | set((train_summary or {}).get("clip_weights_kinds", []))
-    if "random" in kinds:
-        labels.append("random CLIP weights")
-    if is_untrained(metrics):
-        labels.append(UNTRAINED)
-    elif profile != "paper" and not is_input_baseline_run(metrics):  # an input baseline has no schedule
-        iters = (train_summary or {}).get("iterations")
-        labels.append(f"smoke schedule ({iters} iters)" if iters else "smoke schedule")
-    return labels
-
-
 def _stat(metrics: Mapping[str, Any], subset: str, metric: str) -> tuple[float, float, float]:
     entry = ((metrics.get("metrics") or {}).get(subset) or {}).get(metric) or {}
     ci = entry.get("ci95") or [None, None]
@@ -104,26 +83,28 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise ValueError(f"{path}: {what} not readable: {exc}") from exc
 
 
-def table_row(table: str, name: str, exp: ExperimentConfig, metrics: Mapping[str, Any],
-              train_summary: Mapping[str, Any] | None, profile: str) -> dict[str, Any]:
+def table_row(table: str, name: str, exp: ExperimentConfig, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """One row of ``table``: the experiment's means and CIs, the paper's values and the differences."""
     row = {"experiment": name, "label": row_label(name, exp), "model": exp.model, "blurmap": exp.blurmap,
            "ldp_losses": exp.ldp_losses}
-    return _fill_row(row, paper_row(exp.tables[table]), metrics, row_labels(metrics, train_summary, profile))
+    return _fill_row(row, paper_row(exp.tables[table]), metrics)
 
 
-def input_baseline_row(name: str, metrics: Mapping[str, Any], profile: str) -> dict[str, Any]:
+def input_baseline_row(name: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The row of the input baseline ``name`` (the paper reports none)."""
     if not is_input_baseline_run(metrics):
         raise ValueError(f"{name}/{METRICS_JSON}: weights {metrics.get('weights')!r}, not an input baseline's "
                          f"{NO_WEIGHTS!r}; re-run the inputs stage (dvc repro inputs)")
     row = {"experiment": name, "label": INPUT_BASELINE_LABELS[name], "model": name, "blurmap": "none",
            "ldp_losses": False}
-    return _fill_row(row, None, metrics, row_labels(metrics, None, profile))
+    return _fill_row(row, None, metrics)
 
 
-def _fill_row(row: dict[str, Any], paper: PaperRow | None, metrics: Mapping[str, Any],
-              labels: list[str]) -> dict[str, Any]:
+def _fill_row(row: dict[str, Any], paper: PaperRow | None, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The means, CIs and labels of ``metrics``; the paper's values, and the differences only where the labels say
+    the row is comparable with the paper (NaN otherwise, with the reasons in ``not_comparable_because``)."""
+    labels = metrics["labels"]
+    comparable = labels[COMPARABLE] == "yes"
     row["n_images"] = metrics.get("n_images")
     for subset in SUBSETS:
         suffix = "" if subset == "all" else f"_{subset}"
@@ -133,12 +114,14 @@ def _fill_row(row: dict[str, Any], paper: PaperRow | None, metrics: Mapping[str,
     for metric in PAPER_METRICS:
         ref = getattr(paper, metric) if paper else None
         row[f"paper_{metric}"] = math.nan if ref is None else ref
-        row[f"diff_{metric}"] = math.nan if ref is None else row[metric] - ref
+        row[f"diff_{metric}"] = math.nan if ref is None or not comparable else row[metric] - ref
     for subset in ("indoor", "outdoor"):
         ref = getattr(paper, f"psnr_{subset}") if paper else None
         row[f"paper_psnr_{subset}"] = math.nan if ref is None else ref
     row["paper_source"] = paper.source if paper else "not reported by the paper"
-    row["labels"] = "; ".join(labels)
+    row["comparable"] = comparable
+    row["labels"] = "; ".join(labels[CAVEATS])
+    row["not_comparable_because"] = "; ".join(labels[NOT_COMPARABLE])
     return row
 
 
@@ -146,22 +129,20 @@ def _read_metrics(eval_dir: Path, name: str, what: str) -> dict[str, Any]:
     path = Path(eval_dir) / name / METRICS_JSON
     if not path.is_file():
         raise FileNotFoundError(f"{path}: evaluation output missing for {what} {name!r}")
-    return _read_json(path, "evaluation output")
+    metrics = _read_json(path, "evaluation output")
+    labels = metrics.get("labels")
+    if not isinstance(labels, Mapping) or not {COMPARABLE, CAVEATS, NOT_COMPARABLE} <= set(labels):
+        raise ValueError(f"{path}: no labels (an evaluation from before ldp.labels); re-run it (dvc repro evaluate)")
+    return metrics
 
 
-def build_table(table: str, experiments: Mapping[str, ExperimentConfig], eval_dir: Path, train_dir: Path,
-                profile: str) -> pd.DataFrame:
+def build_table(table: str, experiments: Mapping[str, ExperimentConfig], eval_dir: Path) -> pd.DataFrame:
     """The rows of ``table``: the input baselines first, then one per experiment that lists it (in the order of
     ``experiments``), each with its paired PSNR gain over the stronger input baseline (:func:`add_gains`)."""
-    rows = [input_baseline_row(name, _read_metrics(eval_dir, name, "input baseline"), profile)
-            for name in INPUT_BASELINES]
+    rows = [input_baseline_row(name, _read_metrics(eval_dir, name, "input baseline")) for name in INPUT_BASELINES]
     for name, exp in experiments.items():
-        if table not in exp.tables:
-            continue
-        metrics = _read_metrics(eval_dir, name, "experiment")
-        summary_path = Path(train_dir) / name / TRAIN_SUMMARY_JSON
-        summary = _read_json(summary_path, "training summary") if summary_path.is_file() else None
-        rows.append(table_row(table, name, exp, metrics, summary, profile))
+        if table in exp.tables:
+            rows.append(table_row(table, name, exp, _read_metrics(eval_dir, name, "experiment")))
     return add_gains(pd.DataFrame(rows), eval_dir)
 
 
@@ -237,15 +218,20 @@ def to_markdown(table: str, df: pd.DataFrame) -> str:
                   f"against **{_cell(reference['label'])}**, the stronger input baseline (higher mean PSNR on this "
                   f"test set); {BELOW_INPUT} = mean PSNR below it."]
     sources = sorted({f"{_cell(r['label'])}: {r['paper_source']}" for r in df.to_dict("records")})
-    lines += ["", "Paper values: " + "; ".join(sources), ""]
-    return "\n".join(lines)
+    lines += ["", "Paper values: " + "; ".join(sources)]
+    withheld = [f"{_cell(r['label'])} ({_cell(r['not_comparable_because'])})" for r in df.to_dict("records")
+                if not r["comparable"] and not math.isnan(r["paper_psnr"])]
+    if withheld:
+        lines += ["", "Δ left empty (–) for the rows whose labels say they are not comparable with the paper: "
+                      + "; ".join(withheld) + "."]
+    return "\n".join(lines + [""])
 
 
-def write_tables(experiments: Mapping[str, ExperimentConfig], eval_dir: Path, train_dir: Path, out_dir: Path,
-                 profile: str) -> dict[str, pd.DataFrame]:
+def write_tables(experiments: Mapping[str, ExperimentConfig], eval_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
     """Write ``<out_dir>/<table>.csv`` and ``tables.md`` from the same frames, atomically (temp dir, then rename)."""
-    tables = {table: build_table(table, experiments, eval_dir, train_dir, profile) for table in TABLES}
-    md = ["# Tables", "", f"Profile: **{profile}**. How to read them: results/README.md.", ""]
+    tables = {table: build_table(table, experiments, eval_dir) for table in TABLES}
+    md = ["# Tables", "", "Each row's labels say what it was run on and with (results/README.md explains how to read "
+          "them).", ""]
     with atomic_dir(out_dir) as tmp:
         for table, df in tables.items():
             df.to_csv(tmp / f"{table}.csv", index=False, float_format="%.6g")

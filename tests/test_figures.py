@@ -40,14 +40,15 @@ class FakeBPA(nn.Module):
         return 0.5 * (x[:, :3] + x[:, 3:6])
 
 
-def _experiment(name, label, iters=8, clip=("random",), source="synthetic"):
+def _experiment(name, label, iters=8, clip=("random",), source="synthetic", recipe="ldp"):
     return SimpleNamespace(name=name, label=label, model="ldp-small", blurmap=MAPS[0], input_kind="dp+blurmap",
                            blurmap_config=BlurMapConfig(estimator="none", patch_size=PATCH), data_source=source,
-                           clip_weights_kinds=clip, train=SimpleNamespace(iters=iters))
+                           clip_weights_kinds=clip, recipe=recipe,
+                           train=SimpleNamespace(iters=iters, precision="fp32", augment="dp_flips"))
 
 
 RUNS = {"ldp-small": _experiment("ldp-small", "LDP-Small"),
-        "nafnet-dp": _experiment("nafnet-dp", "NAFNet-DP", iters=16, clip=())}
+        "nafnet-dp": _experiment("nafnet-dp", "NAFNet-DP", iters=16, clip=(), recipe="nafnet")}
 
 
 @pytest.fixture
@@ -99,9 +100,10 @@ def test_figures_data_index_and_labels(world):
     assert sorted(calls) == ["ldp-small", "nafnet-dp"]  # each run loaded once
     assert index == json.loads((out / "index.json").read_text())
     assert index["scene"] == "s1"
-    assert index["labels"] == ["clip-like: random CLIP weights", "data: synthetic (not DPD-blur)",
-                               "ldp-small: random CLIP weights", "trained 16 iterations: nafnet-dp",
-                               "trained 8 iterations: ldp-small"]
+    assert index["labels"] == ["clip-like: random CLIP weights",
+                               "ldp-small, nafnet-dp: trained on synthetic data, not DPDD",
+                               "ldp-small: random CLIP weights", "ldp-small: short schedule (8 of 200000 iterations)",
+                               "nafnet-dp: short schedule (16 of 200000 iterations)"]
     test_panel, dpd_disp, user = index["qualitative"]
     assert test_panel["title"] == "synthetic test set (stands in for DPD-blur)"
     assert [t for t, _ in test_panel["panels"][0]["images"]] == ["input (left view)", "target", "LDP-Small",
@@ -163,16 +165,19 @@ def test_user_folder_is_restored_by_the_bpa_run(world):
 
 def test_dpdd_runs_get_the_dpdd_title_and_no_data_label(world, monkeypatch):
     monkeypatch.setitem(RUNS, "ldp-small", _experiment("ldp-small", "LDP-Small", clip=("openai",), source="dpdd"))
-    monkeypatch.setitem(RUNS, "nafnet-dp", _experiment("nafnet-dp", "NAFNet-DP", clip=(), source="dpdd"))
+    monkeypatch.setitem(RUNS, "nafnet-dp", _experiment("nafnet-dp", "NAFNet-DP", clip=(), source="dpdd",
+                                                       recipe="nafnet"))
     index = make_figures(CFG, _sources(world), _loader([]), world / "results" / "figures")
     assert index["qualitative"][0]["title"] == "DPD-blur test set"
-    assert index["labels"] == ["clip-like: random CLIP weights", "trained 8 iterations: ldp-small, nafnet-dp"]
+    assert index["labels"] == ["clip-like: random CLIP weights",
+                               "ldp-small, nafnet-dp: short schedule (8 of 200000 iterations)"]
 
 
-def test_run_labels_group_runs_by_training_length():
+def test_run_labels_are_the_training_labels_caveats_each_once_with_its_runs():
     exps = [_experiment("a", "A", iters=8), _experiment("b", "B", iters=8, clip=()), _experiment("c", "C", 600000)]
-    assert run_labels(exps) == ["a: random CLIP weights", "c: random CLIP weights", "data: synthetic (not DPD-blur)",
-                                "trained 600000 iterations: c", "trained 8 iterations: a, b"]
+    assert run_labels(exps) == ["a, b, c: trained on synthetic data, not DPDD",
+                                "a, b: short schedule (8 of 200000 iterations)", "a, c: random CLIP weights",
+                                "c: schedule is our choice (600000 iterations; the paper gives none)"]
 
 
 def test_a_failure_keeps_the_previous_figures(world):
@@ -238,5 +243,6 @@ def test_run_labels_read_the_real_resolved_experiment():
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     exp = resolve(params, "ldp-small", data_source="synthetic")
     assert exp.input_kind == "dp+blurmap" and exp.blurmap_config.estimator == "clip"
-    assert run_labels([exp]) == ["data: synthetic (not DPD-blur)", "ldp-small: random CLIP weights",
-                                 f"trained {exp.train.iters} iterations: ldp-small"]
+    assert run_labels([exp]) == ["ldp-small: random CLIP weights",
+                                 f"ldp-small: short schedule ({exp.train.iters} of 200000 iterations)",
+                                 "ldp-small: trained on synthetic data, not DPDD"]
