@@ -97,6 +97,31 @@ def test_restormer_layout_and_official_labels(tmp_path):
     assert table.loc["1P0A2521", "category"] == "indoor"
 
 
+def _restormer_split(folder: Path, names, h=12, w=20) -> None:
+    for n in names:
+        for view, suffix in (("inputL", "_L"), ("inputR", "_R"), ("inputC", ""), ("target", "")):
+            write_image(folder / view / f"{n}{suffix}.png", _img(h, w))
+
+
+def test_restormer_train_and_val_zips_are_full_images_for_their_splits(tmp_path):
+    """Restormer's train/val zips hold full-resolution images in {train,val}/DPDD/{inputL,inputR,inputC,target}
+    (its scripts cut the patches locally, into *_crops folders): each is its own split, the crops are not read."""
+    base = tmp_path / "Datasets"
+    splits = {"train": ["1P0A0001", "1P0A0002", "1P0A0003"], "val": ["1P0A0100"], "test": ["1P0A0917", "1P0A1046"]}
+    for split, names in splits.items():
+        _restormer_split(base / split / "DPDD", names)
+    write_image(base / "train" / "DPDD" / "inputL_crops" / "1P0A0001_L_0.png", _img(4, 4))  # a locally cut patch
+    out = prepare_dataset(DataConfig(source="dpdd", root=str(base)), tmp_path / "out")
+    table = load_manifest(out)
+    assert {s: sorted(table.loc[table["split"] == s, "scene"]) for s in splits} == splits
+    assert set(zip(table["height"], table["width"], strict=True)) == {(12, 20)}
+    assert all(load_manifest(out, "train")["combined"].str.contains("inputC"))
+    # one zip's folder on its own: the split its path names, not test
+    rows = index_dpdd_layout(base / "train" / "DPDD")
+    assert sorted(r["scene"] for r in rows) == splits["train"] and {r["split"] for r in rows} == {"train"}
+    assert {r["split"] for r in index_dpdd_layout(base / "val")} == {"val"}
+
+
 def test_portrait_frames_are_kept(tmp_path):
     make_dpdd(tmp_path / "d", scenes=("land",), h=12, w=20)
     make_dpdd(tmp_path / "d", scenes=("port",), h=20, w=12)

@@ -206,13 +206,21 @@ def find_layout_root(base: Path, max_depth: int = 4) -> Path | None:
     return None
 
 
+def _bare_split(folder: Path) -> str:
+    """The split of a bare Restormer folder (``inputL/...``): ``train`` for ``.../train/DPDD``, test by default."""
+    parent = folder.resolve()
+    parent = parent.parent if parent.name == "DPDD" else parent
+    return parent.name if parent.name in SPLITS else "test"
+
+
 def index_dpdd_layout(base: str | Path, splits: Iterable[str] = SPLITS) -> list[dict]:
     """Scene rows (absolute paths) of a DPDD-layout tree.
 
     Accepts ``dd_dp_dataset_canon/{split}_{c,l,r}/{source,target}`` (official; ``base`` may be the folder
     holding ``dd_dp_dataset_canon`` or any parent) and Restormer's ``{split}/DPDD/{inputL,inputR,inputC,target}``
-    or bare ``inputL/...`` (treated as the test split). Signed defocus maps ``{split}_c/defocus/<scene>.npy``
-    are picked up when present.
+    for each of train, val and test (its zips hold full-resolution images; the ``*_crops`` folders its scripts cut
+    from them are not read), or a bare ``inputL/...``: the split its path names (``<split>/DPDD``), else test.
+    Signed defocus maps ``{split}_c/defocus/<scene>.npy`` are picked up when present.
     """
     base = Path(base)
     if not base.is_dir():
@@ -233,7 +241,7 @@ def index_dpdd_layout(base: str | Path, splits: Iterable[str] = SPLITS) -> list[
                 row["defocus"] = dfile if dfile.is_file() else ""
         else:
             rst = root / split / "DPDD" if (root / split / "DPDD").is_dir() else None
-            if rst is None and split == "test" and (root / "inputL").is_dir():
+            if rst is None and (root / "inputL").is_dir() and split == _bare_split(root):
                 rst = root
             if rst is None:
                 continue
