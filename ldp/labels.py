@@ -32,11 +32,14 @@ class Label:
 
 
 def data_label(source: str, split: str, sizes_wxh: Mapping[str, int]) -> Label:
-    """The DPDD test set is 76 images, all 1680x1120, from the ``dpdd`` source's test split."""
+    """The DPDD test set is 76 images, all 1680x1120 (a portrait frame, 1120x1680, counts too), from the ``dpdd``
+    source's test split."""
     n = sum(sizes_wxh.values())
     sizes = ", ".join(f"{count} at {size}" for size, count in sorted(sizes_wxh.items())) or "no images"
     what = f"{source or 'unknown source'}, {split} split, {n} images ({sizes})"
-    if source == "dpdd" and split == "test" and dict(sizes_wxh) == {DPDD_TEST_SIZE_WXH: DPDD_TEST_IMAGES}:
+    width, height = DPDD_TEST_SIZE_WXH.split("x")
+    dpdd_sized = set(sizes_wxh) <= {DPDD_TEST_SIZE_WXH, f"{height}x{width}"}
+    if source == "dpdd" and split == "test" and n == DPDD_TEST_IMAGES and dpdd_sized:
         return Label(f"DPDD test set ({DPDD_TEST_IMAGES} images at {DPDD_TEST_SIZE_WXH})")
     return Label(f"not the DPDD test set: {what}",
                  f"not the DPDD test set ({what}; the paper's is {DPDD_TEST_IMAGES} images at {DPDD_TEST_SIZE_WXH})",

@@ -40,9 +40,10 @@ PAPER = load_params(REPO / "profiles" / "paper.yaml")
 
 def test_the_dpdd_test_set_is_76_images_of_1680x1120_from_its_test_split():
     assert data_label("dpdd", "test", {"1680x1120": 76}).comparable
+    assert data_label("dpdd", "test", {"1680x1120": 75, "1120x1680": 1}).comparable  # a portrait frame, if any
     for source, split, sizes in (("dpdd", "test", {"320x240": 6}),  # the run: 6 real scenes, cropped
                                  ("dpdd", "test", {"1680x1120": 75}), ("dpdd", "val", {"1680x1120": 76}),
-                                 ("dpdd", "test", {"1680x1120": 75, "1120x1680": 1}),
+                                 ("dpdd", "test", {"1680x1120": 75, "840x560": 1}),
                                  ("synthetic", "test", {"1680x1120": 76})):
         label = data_label(source, split, sizes)
         assert not label.comparable and label.value.startswith("not the DPDD test set"), (source, split, sizes)
