@@ -6,7 +6,8 @@
 - ``index.json``: the scene, the blur-map accuracies, the qualitative panels and the labels a reader must see.
 
 Trained networks come from a loader (``ldp.runs.load_trained`` in the stage), never from params; the labels come
-from the loaded runs' resolved experiments and the blur maps' ``meta.json``.
+from the loaded runs' resolved experiments (``ldp.labels.training_labels``), the test set's manifest (is it the DPDD
+test set?) and the blur maps' ``meta.json``.
 """
 
 from __future__ import annotations
@@ -171,8 +172,16 @@ def _panel(cfg: FiguresConfig, scene: dict, scene_name: str, qdir: Path, restore
     return {"scene": scene_name, "images": images}
 
 
+def shown_data_label(table, data_source: str):
+    """Whether the figures' test set is the DPDD test set (:func:`ldp.labels.data_label` on its manifest rows)."""
+    from ldp.labels import data_label
+
+    sizes = [f"{w}x{h}" for w, h in zip(table["width"], table["height"], strict=True)]
+    return data_label(data_source, "test", {size: sizes.count(size) for size in set(sizes)})
+
+
 def qualitative_testset(cfg: FiguresConfig, sources: FigureSources, load: Callable[[str], TrainedRun], row,
-                        scene: dict, out: Path, data_source: str) -> dict:
+                        scene: dict, out: Path, data: Any) -> dict:
     """Crops of each evaluation's saved restoration of the scene, beside the input and the target."""
     restored = [("target", "target", scene["target"])]
     for name in cfg.qualitative:
@@ -181,7 +190,7 @@ def qualitative_testset(cfg: FiguresConfig, sources: FigureSources, load: Callab
             raise FileNotFoundError(f"{sample}: no saved restoration (figures.scene_index must be below "
                                     "evaluate.save_samples)")
         restored.append((load(name).experiment.label, name, read_image(sample)))
-    title = "DPD-blur test set" if data_source == "dpdd" else f"{data_source} test set (stands in for DPD-blur)"
+    title = "DPD-blur test set" if data.comparable else f"{data.value} (stands in for DPD-blur)"
     return {"title": title, "panels": [_panel(cfg, scene, row["scene"], out / "qualitative" / "test", restored)]}
 
 
@@ -220,16 +229,17 @@ def make_figures(cfg: FiguresConfig, sources: FigureSources, load: Callable[[str
     row = table.iloc[cfg.scene_index]
     scene = load_scene(sources.dataset, row)
     bpa_run = load(cfg.bpa_experiment)
+    data = shown_data_label(table, bpa_run.experiment.data_source)
     with atomic_dir(out_dir) as tmp:
         accuracy, labels = blurmap_figure(cfg, sources, table, row, scene, tmp)
         bpa_figure(bpa_run, sources, row, scene, tmp)
         qualitative = [
-            qualitative_testset(cfg, sources, load, row, scene, tmp, bpa_run.experiment.data_source),
+            qualitative_testset(cfg, sources, load, row, scene, tmp, data),
             qualitative_folder(cfg, bpa_run, cfg.dpd_disp_root, "dpd_disp", "DPD-disp (Fig. 6)", tmp),
             qualitative_folder(cfg, bpa_run, cfg.user_folder_root, "user_folder", "Your DP captures (Fig. 7)", tmp),
         ]
         shown = [load(name).experiment for name in dict.fromkeys((cfg.bpa_experiment, *cfg.qualitative))]
         index = {"scene": row["scene"], "blurmap_accuracy": accuracy, "qualitative": qualitative,
-                 "labels": sorted({*labels, *run_labels(shown)})}
+                 "labels": sorted({*labels, *run_labels(shown), *([data.caveat] if data.caveat else [])})}
         (tmp / INDEX_JSON).write_text(json.dumps(index, indent=2) + "\n")
     return index

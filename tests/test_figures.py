@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -15,7 +16,7 @@ from ldp.blurmap.estimate import BlurMapConfig
 from ldp.blurmap.io import save_blurmap, write_meta
 from ldp.config import ConfigError, Params
 from ldp.data.manifest import write_manifest
-from ldp.figures import FiguresConfig, FigureSources, crop_box, make_figures, run_labels
+from ldp.figures import FiguresConfig, FigureSources, crop_box, make_figures, run_labels, shown_data_label
 from ldp.imageio import read_image, write_image
 from pipelines import figures as figures_stage
 
@@ -103,9 +104,10 @@ def test_figures_data_index_and_labels(world):
     assert index["labels"] == ["clip-like: random CLIP weights",
                                "ldp-small, nafnet-dp: trained on synthetic data, not DPDD",
                                "ldp-small: random CLIP weights", "ldp-small: short schedule (8 of 200000 iterations)",
-                               "nafnet-dp: short schedule (16 of 200000 iterations)"]
+                               "nafnet-dp: short schedule (16 of 200000 iterations)", not_dpdd("synthetic")]
     test_panel, dpd_disp, user = index["qualitative"]
-    assert test_panel["title"] == "synthetic test set (stands in for DPD-blur)"
+    assert test_panel["title"] == ("not the DPDD test set: synthetic, test split, 2 images (2 at 48x32) (stands in "
+                                   "for DPD-blur)")
     assert [t for t, _ in test_panel["panels"][0]["images"]] == ["input (left view)", "target", "LDP-Small",
                                                                   "NAFNet-DP"]
     assert dpd_disp == {"title": "DPD-disp (Fig. 6)", "missing": "Not shown: set figures.dpd_disp_root to a prepared "
@@ -163,14 +165,26 @@ def test_user_folder_is_restored_by_the_bpa_run(world):
     assert np.abs(crop - ((left + right) / 2)[y: y + 16, x: x + 16]).max() <= 0.5 / 255 + 1e-6
 
 
-def test_dpdd_runs_get_the_dpdd_title_and_no_data_label(world, monkeypatch):
+def not_dpdd(source: str) -> str:
+    return f"not the DPDD test set ({source}, test split, 2 images (2 at 48x32); the paper's is 76 images at 1680x1120)"
+
+
+def test_the_dpdd_title_needs_the_dpdd_test_set_not_just_its_source():
+    """The title and the data label come from the test set's facts (76 images at 1680x1120), not the source name."""
+    dpdd = pd.DataFrame({"width": [1680] * 76, "height": [1120] * 76})
+    assert shown_data_label(dpdd, "dpdd").comparable and not shown_data_label(dpdd.iloc[:6], "dpdd").comparable
+    assert not shown_data_label(dpdd, "synthetic").comparable
+
+
+def test_dpdd_runs_on_two_small_scenes_are_labelled_not_the_dpdd_test_set(world, monkeypatch):
     monkeypatch.setitem(RUNS, "ldp-small", _experiment("ldp-small", "LDP-Small", clip=("openai",), source="dpdd"))
     monkeypatch.setitem(RUNS, "nafnet-dp", _experiment("nafnet-dp", "NAFNet-DP", clip=(), source="dpdd",
                                                        recipe="nafnet"))
     index = make_figures(CFG, _sources(world), _loader([]), world / "results" / "figures")
-    assert index["qualitative"][0]["title"] == "DPD-blur test set"
+    assert index["qualitative"][0]["title"] == ("not the DPDD test set: dpdd, test split, 2 images (2 at 48x32) "
+                                                "(stands in for DPD-blur)")
     assert index["labels"] == ["clip-like: random CLIP weights",
-                               "ldp-small, nafnet-dp: short schedule (8 of 200000 iterations)"]
+                               "ldp-small, nafnet-dp: short schedule (8 of 200000 iterations)", not_dpdd("dpdd")]
 
 
 def test_run_labels_are_the_training_labels_caveats_each_once_with_its_runs():
