@@ -196,6 +196,7 @@ def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> Reso
     params the training stage declares. :meth:`ResolvedExperiment.for_evaluation` adds the evaluation config.
     """
     from ldp.blurmap.estimate import BlurMapConfig
+    from ldp.blurmap.weights import weights_kind_of
     from ldp.losses import LossConfig
     from ldp.models.input_baselines import is_input_baseline
     from ldp.registry import get_spec
@@ -235,8 +236,7 @@ def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> Reso
     sources: dict[str, str] = {}
     for layer, values in layers:
         shown = f"{where}:{layer}"
-        merge_overrides(TrainConfig, {}, values, shown)  # unknown keys, named in this layer
-        from_dict(TrainConfig, merge_overrides(TrainConfig, {}, values, shown), shown)  # types, in this layer
+        from_dict(TrainConfig, merge_overrides(TrainConfig, {}, values, shown), shown)  # keys and types, this layer
         merged = merge_overrides(TrainConfig, merged, values, shown)
         for key in _flat(TrainConfig, values):
             shown_key = key.removeprefix("loss.") if layer == "ldp_losses" else key
@@ -253,9 +253,9 @@ def resolve(params: Mapping[str, Any], name: str, data_source: str = "") -> Reso
 
     kinds = set()
     if blurmap_config.estimator == "clip":
-        kinds.add(_weights_kind(blurmap_config.weights))
+        kinds.add(weights_kind_of(blurmap_config.weights))
     if train.loss.bal > 0:
-        kinds.add(_weights_kind(train.loss.bal_weights))
+        kinds.add(weights_kind_of(train.loss.bal_weights))
     keys_read = (exp_key, blurmap_key, "ldp_losses", f"recipes.{exp.recipe}", "train")
     return ResolvedExperiment(
         name=name, model=exp.model, label=exp.label or name, recipe=exp.recipe, tables=dict(exp.tables),
@@ -285,11 +285,6 @@ def _bal_follows_blurmap(merged: dict[str, Any], sources: dict[str, str], blurma
         follow["bal_thresholds"], released = thresholds_for("single", clip_model)
         sources["loss.bal_thresholds"] = f"ldp.blurmap.prompts.thresholds_for('single', {clip_model!r}): {released}"
     return merge_overrides(TrainConfig, merged, {"loss": follow}, blurmap_at)
-
-
-def _weights_kind(weights: str) -> str:
-    """``openai`` (the released weights), ``random`` (no weights: smoke only) or ``checkpoint`` (a file)."""
-    return {"none": "random", "openai": "openai"}.get(weights, "checkpoint")
 
 
 def read_resolved(folder: str | Path) -> ResolvedExperiment:
