@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ldp.config import where_of
 from ldp.experiments import ExperimentConfig, load_experiments
+from ldp.literature import write_literature_table
 from ldp.runs import Layout
 from ldp.tables import check_table_labels, refuse_tables_section, write_tables
 from pipelines.common import no_args, run_stage
@@ -28,6 +29,7 @@ def configure(params, argv) -> TablesJob:
 def run(job: TablesJob) -> None:
     results = job.layout.results
     write_tables(job.experiments, results / "eval", results / "tables")
+    write_literature_table(results / "eval", results / "tables")  # after write_tables, which replaces the folder
 
 
 if __name__ == "__main__":
