@@ -55,8 +55,8 @@ READINGS = {
 PROTOCOLS = {
     "dpdd16-restormer-v1": "16-bit PNG / 65535, full resolution, skimage SSIM (7x7 uniform window) on [0, 1]",
     "dpdd8-restormer-v1": "8-bit PNG / 255, full resolution, skimage SSIM (7x7 uniform window) on [0, 1]",
-    "dpdd8-mmagic-v1": "8-bit loading (cv2 colour), full resolution, mmagic's SSIM (11x11 Gaussian window)",
-    "dpdd16-half-v1": "16-bit PNG, half resolution",
+    "dpdd8-mmagic-v1": "8-bit loading (cv2 colour), full resolution, mmagic's SSIM (11x11 Gaussian window) on 0-255",
+    "dpdd16-half-v1": "16-bit PNG, half resolution (2x2 area mean of restoration and target), skimage SSIM",
 }
 
 
@@ -254,8 +254,9 @@ def _other_entries() -> list[LiteratureEntry]:
                                "quoted", "L, R", "also quoted as 'the original paper' in dddnet-issue1"))
     out.append(LiteratureEntry("DPDNet", "dual, 8-bit checkpoint from its authors, as in IFAN's paper", "all", "psnr",
                                "25.23", "ifan-issue1", "question quoting IFAN's paper; the IFAN author's answer",
-                               "unknown: 8-bit images per IFAN's author (all of IFAN's comparisons are 8-bit); SSIM "
-                               "implementation not stated", "quoted", "L, R",
+                               "unknown: 8-bit images per IFAN's author (all of IFAN's comparisons are 8-bit); "
+                               "IFAN's released eval code is what dpdd8-restormer-v1 follows, but that it made "
+                               "IFAN's table is not stated", "quoted", "L, R",
                                "the IFAN author: 'still different from what they have reported in their supplementary "
                                "material (Table 5)'"))
     out.append(LiteratureEntry("DPDNet", "dual, as in DDDNet's paper Table 1", "all", "psnr", "25.53", "dddnet-issue1",

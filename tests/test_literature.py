@@ -192,3 +192,10 @@ def test_protocol_group_keeps_any_recorded_id():
     assert protocol_group("dpdd16-restormer-v1") == "dpdd16-restormer-v1"
     assert protocol_group("dpdd16-someday-v2") == "dpdd16-someday-v2"
     assert protocol_group("unknown: 8-bit") == protocol_group(None) == protocol_group("") == UNKNOWN
+
+
+def test_protocol_ids_are_the_suites():
+    protocols = pytest.importorskip("ldp.protocols")
+    from ldp.literature import PROTOCOLS
+
+    assert set(PROTOCOLS) <= set(protocols.PROTOCOLS)
