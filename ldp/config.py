@@ -22,8 +22,11 @@ T = TypeVar("T")
 
 DEFAULT_PARAMS = Path("params.yaml")
 # Every top-level section a params file may have (each is read by the stages that declare it in dvc.yaml).
-TOP_LEVEL_KEYS = ("extends", "data", "blurmaps", "train", "ldp_losses", "recipes", "experiments", "evaluate",
-                  "complexity", "mlflow", "figures", "tables", "report")
+TOP_LEVEL_KEYS = ("extends", "paths", "data", "blurmaps", "train", "ldp_losses", "recipes", "experiments",
+                  "evaluate", "complexity", "mlflow", "figures", "tables", "report")
+# The section whose values are file locations: each relative one resolves against the folder of the params file that
+# set it (ldp.runs.layout_of), so load_params records which file of an ``extends`` chain set each of its keys.
+PATHS_SECTION = "paths"
 
 
 class _Loader(yaml.SafeLoader):
@@ -42,14 +45,38 @@ class ConfigError(ValueError):
 class Params(dict):
     """A loaded params file: a plain dict that remembers its file, so that every error names the file given."""
 
-    def __init__(self, data: Mapping[str, Any] | None = None, source: str | Path = DEFAULT_PARAMS):
+    def __init__(self, data: Mapping[str, Any] | None = None, source: str | Path = DEFAULT_PARAMS,
+                 origins: Mapping[str, str] | None = None):
         super().__init__(data or {})
         self.source = str(source)
+        # ``paths.<key>`` -> the file of the extends chain that set it (only keys of PATHS_SECTION are recorded).
+        self.origins = dict(origins or {})
 
 
-def where_of(params: Mapping[str, Any]) -> str:
-    """The params file behind ``params`` (``params.yaml`` for a plain dict)."""
+def where_of(params: Mapping[str, Any], key: str | None = None) -> str:
+    """The params file behind ``params`` (``params.yaml`` for a plain dict); with ``key`` (``paths.dataset``), the
+    file of its ``extends`` chain that set that key, where it was recorded (keys of ``paths``)."""
+    origins = getattr(params, "origins", None) or {}
+    if key is not None and key in origins:
+        return origins[key]
     return getattr(params, "source", str(DEFAULT_PARAMS))
+
+
+def _path_origins(data: Mapping[str, Any], path: Path, inherited: Mapping[str, str]) -> dict[str, str]:
+    """Which file set each ``paths.<key>``: ``path`` for the keys it sets, the base's record for the others (a
+    ``null`` deletes, as in :func:`overlay`)."""
+    origins = dict(inherited)
+    own = data.get(PATHS_SECTION, {})
+    if own is None:
+        return {k: v for k, v in origins.items() if not k.startswith(PATHS_SECTION + ".")}
+    if isinstance(own, Mapping):
+        for key, value in own.items():
+            dotted = f"{PATHS_SECTION}.{key}"
+            if value is None:
+                origins.pop(dotted, None)
+            else:
+                origins[dotted] = str(path)
+    return origins
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
@@ -68,12 +95,16 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
         close = difflib.get_close_matches(key, TOP_LEVEL_KEYS, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else f" (allowed: {', '.join(TOP_LEVEL_KEYS)})"
         raise ConfigError(f"{path}:{key}: unknown top-level key{hint}")
+    inherited: Mapping[str, str] = {}
+    own = dict(data)
     if "extends" in data:
         base = path.parent / str(data.pop("extends"))
         if base.resolve() == path.resolve():
             raise ConfigError(f"{path}:extends: a params file cannot extend itself")
-        data = overlay(dict(load_params(base)), data)
-    return Params(data, path)
+        loaded = load_params(base)
+        inherited = loaded.origins
+        data = overlay(dict(loaded), data)
+    return Params(data, path, _path_origins(own, path, inherited))
 
 
 def overlay(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

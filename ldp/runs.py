@@ -3,18 +3,24 @@
 ``configure_*`` read and check every param a job needs (touching no file); the job functions then run it. Training
 writes the resolved experiment as ``checkpoints/<name>/config.json``; evaluation and figures rebuild the network from
 that file (:func:`load_trained`), never from the current params.
+
+Where a job reads and writes is the params file's ``paths`` section (:class:`PathsConfig`, :func:`layout_of`): a
+relative path resolves against the folder of the params file that set it, an unset one is the default relative to the
+working folder (what the DVC stages use: dvc.yaml's outs are fixed at the defaults).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ldp.config import section
+from ldp.config import PATHS_SECTION, ConfigError, section, subsection, where_of
 from ldp.experiments import CONFIG_JSON, ResolvedExperiment, read_resolved, resolve
 from ldp.fsutil import atomic_dir, atomic_write_json
 
@@ -29,13 +35,69 @@ class MlflowConfig:
 
 
 @dataclass(frozen=True)
+class PathsConfig:
+    """params.yaml section ``paths``: where the stages and ``ldp train/evaluate --params`` read and write.
+
+    A relative path resolves against the folder of the params file that set it (a value inherited through
+    ``extends`` against the base file's folder); a key no file sets is the default, relative to the working folder.
+    dvc.yaml's outs are fixed at these defaults, so under ``dvc repro`` params.yaml must keep them.
+    """
+
+    dataset: str = "data/dataset"  # a prepared dataset root (manifest.csv), written by the data stage
+    blurmaps: str = "data/blurmaps"  # one folder per blur-map id
+    checkpoints: str = "checkpoints"  # one folder per experiment
+    results: str = "results"  # training/, eval/, figures/, tables/, report/
+
+
+@dataclass(frozen=True)
 class Layout:
-    """Where a run reads and writes (the DVC stages use the defaults, relative to the repo root)."""
+    """Where a run reads and writes (the DVC stages use the defaults, relative to the repo root).
+
+    ``where`` names, for each field, the params key behind it (``exp/params.yaml:paths.dataset``), for errors."""
 
     dataset: Path = Path("data/dataset")
     blurmaps: Path = Path("data/blurmaps")
     checkpoints: Path = Path("checkpoints")
     results: Path = Path("results")
+    where: tuple[tuple[str, str], ...] = dataclasses.field(default=(), compare=False, repr=False)
+
+    def key_of(self, name: str) -> str:
+        """The params key that chose ``name`` (a field), or a note that it is the default."""
+        return dict(self.where).get(name, f"the default of {PATHS_SECTION}.{name}")
+
+    def require_dataset(self) -> Path:
+        """``dataset``, or a :class:`ConfigError` naming the path and the params key when it holds no manifest."""
+        from ldp.data.manifest import MANIFEST_NAME
+
+        if not (self.dataset / MANIFEST_NAME).is_file():
+            what = "no such folder" if not self.dataset.is_dir() else f"no {MANIFEST_NAME} in it"
+            raise ConfigError(f"{self.dataset}: no prepared dataset ({what}); the path is {self.key_of('dataset')}. "
+                              "Build it with `python -m pipelines.data --params FILE` or set paths.dataset")
+        return self.dataset
+
+
+def layout_of(params: Mapping[str, Any]) -> Layout:
+    """The :class:`Layout` of a params file's ``paths`` section; errors name the file and key."""
+    cfg = section(params, PATHS_SECTION, PathsConfig)
+    raw = subsection(params, PATHS_SECTION)
+    values: dict[str, Path] = {}
+    where: list[tuple[str, str]] = []
+    for f in dataclasses.fields(PathsConfig):
+        key = f"{PATHS_SECTION}.{f.name}"
+        text = getattr(cfg, f.name)
+        if not text.strip():
+            raise ConfigError(f"{where_of(params, key)}:{key}: expected a path, got an empty string")
+        value = Path(text).expanduser()
+        if f.name in raw:
+            origin = where_of(params, key)
+            if not value.is_absolute():
+                value = Path(os.path.normpath(Path(origin).parent / value))
+            where.append((f.name, f"{origin}:{key}"))
+        else:
+            where.append((f.name, f"{where_of(params)}:{key} (not set: the default {text!r}, relative to the "
+                                  "working folder)"))
+        values[f.name] = value
+    return Layout(**values, where=tuple(where))
 
 
 @dataclass(frozen=True)
@@ -72,17 +134,21 @@ def dataset_source(dataset: Path) -> str:
         return ""
 
 
-def configure_training(params: Mapping[str, Any], name: str, layout: Layout = Layout(),
+def configure_training(params: Mapping[str, Any], name: str, layout: Layout | None = None,
                        restart: bool = False) -> TrainJob:
-    """Reads ``experiments.<name>``, ``train``, ``recipes.<r>``, ``ldp_losses``, ``blurmaps.<id>`` and ``mlflow``."""
+    """Reads ``experiments.<name>``, ``train``, ``recipes.<r>``, ``ldp_losses``, ``blurmaps.<id>``, ``mlflow`` and,
+    unless ``layout`` is given, ``paths``."""
+    layout = layout_of(params) if layout is None else layout
     experiment = resolve(params, name, data_source=dataset_source(layout.dataset))
     return TrainJob(experiment, section(params, "mlflow", MlflowConfig), layout, restart)
 
 
-def configure_evaluation(params: Mapping[str, Any], name: str, layout: Layout = Layout()) -> EvalJob:
-    """Reads ``evaluate`` and ``mlflow``; the network comes from the training run's ``config.json``."""
+def configure_evaluation(params: Mapping[str, Any], name: str, layout: Layout | None = None) -> EvalJob:
+    """Reads ``evaluate``, ``mlflow`` and, unless ``layout`` is given, ``paths``; the network comes from the training
+    run's ``config.json``."""
     from ldp.evaluate import EvalConfig
 
+    layout = layout_of(params) if layout is None else layout
     return EvalJob(name, section(params, "evaluate", EvalConfig), section(params, "mlflow", MlflowConfig), layout)
 
 
@@ -108,6 +174,7 @@ def train_experiment(job: TrainJob) -> dict[str, Any]:
     from ldp.train import run_training
 
     exp, layout = job.experiment, job.layout
+    layout.require_dataset()
     out = layout.checkpoints / exp.name
 
     def open_tracker(run_id: str | None) -> Tracker:
@@ -158,6 +225,7 @@ def evaluate_experiment(job: EvalJob):
     from ldp.tracking import Tracker
 
     layout = job.layout
+    layout.require_dataset()
     trained = load_trained(layout.checkpoints / job.name)
     exp = trained.experiment.for_evaluation(job.evaluate)
     out = layout.results / "eval" / job.name

@@ -1,17 +1,18 @@
-"""Stage `data`: build the dataset named by params `data` into data/dataset (manifest + DPDD layout)."""
+"""Stage `data`: build the dataset named by params `data` into `paths.dataset` (manifest + DPDD layout)."""
 
 from ldp.data.sources import load_data_config, prepare_dataset
-from ldp.runs import Layout
+from ldp.runs import layout_of
 from pipelines.common import no_args, run_stage
 
 
 def configure(params, argv):
     no_args(argv, "data")
-    return load_data_config(params)
+    return load_data_config(params), layout_of(params)
 
 
-def run(cfg) -> None:
-    prepare_dataset(cfg, Layout().dataset)
+def run(job) -> None:
+    cfg, layout = job
+    prepare_dataset(cfg, layout.dataset)
 
 
 if __name__ == "__main__":

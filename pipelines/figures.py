@@ -1,14 +1,15 @@
 """Stage `figures`: the data behind the paper's figures → results/figures/ (ldp.figures; the notebooks plot it).
 
-Reads params `figures` only: the networks, their labels and blur-map configs come from the training runs'
-config.json (checkpoints/<experiment>/), the restorations from the evaluations (results/eval/<experiment>/)."""
+Reads params `figures` and `paths` only: the networks, their labels and blur-map configs come from the training runs'
+config.json (<paths.checkpoints>/<experiment>/), the restorations from the evaluations
+(<paths.results>/eval/<experiment>/)."""
 
 from dataclasses import dataclass
 
 from ldp.config import section, where_of
 from ldp.experiments import CONFIG_JSON
 from ldp.figures import FiguresConfig, FigureSources, check_figure_inputs, check_figures_config, make_figures
-from ldp.runs import Layout, load_trained
+from ldp.runs import Layout, layout_of, load_trained
 from pipelines.common import no_args, run_stage
 
 
@@ -29,7 +30,7 @@ def configure(params, argv) -> FiguresJob:
     no_args(argv, "figures")
     cfg = section(params, "figures", FiguresConfig)
     check_figures_config(cfg, where_of(params))
-    return FiguresJob(cfg)
+    return FiguresJob(cfg, layout_of(params))
 
 
 def run(job: FiguresJob) -> None:

@@ -1,12 +1,12 @@
 """Stage `inputs`: the two input baselines (input-combined, input-average) under the evaluation protocol →
 results/eval/<name>/, as `evaluate@<experiment>` writes a network's. They have no weights and no training.
 
-Reads params `evaluate` and `mlflow`."""
+Reads params `evaluate`, `mlflow` and `paths`."""
 
 from dataclasses import dataclass
 
 from ldp.config import section
-from ldp.runs import Layout, MlflowConfig, dataset_source
+from ldp.runs import Layout, MlflowConfig, dataset_source, layout_of
 from pipelines.common import no_args, run_stage
 
 
@@ -21,7 +21,8 @@ def configure(params, argv) -> InputsJob:
     from ldp.evaluate import EvalConfig
 
     no_args(argv, "inputs")
-    return InputsJob(section(params, "evaluate", EvalConfig), section(params, "mlflow", MlflowConfig))
+    return InputsJob(section(params, "evaluate", EvalConfig), section(params, "mlflow", MlflowConfig),
+                     layout_of(params))
 
 
 def run(job: InputsJob) -> None:
@@ -30,6 +31,7 @@ def run(job: InputsJob) -> None:
     from ldp.tracking import Tracker, run_name, standard_tags
 
     layout = job.layout
+    layout.require_dataset()
     source = dataset_source(layout.dataset)
     for name in INPUT_BASELINES:
         out = layout.results / "eval" / name

@@ -1,22 +1,31 @@
-"""Stage `report`: execute the result notebooks headless into results/report/ (.ipynb and .html).
+"""Stage `report`: execute the result notebooks headless into <paths.results>/report/ (.ipynb and .html), each
+reading <paths.results>.
 
-Reads params `report`."""
+Reads params `report` and `paths`."""
+
+from dataclasses import dataclass
 
 from ldp.config import section, where_of
 from ldp.report import ReportConfig, check_notebooks, render_report
-from ldp.runs import Layout
+from ldp.runs import Layout, layout_of
 from pipelines.common import no_args, run_stage
 
 
-def configure(params, argv) -> ReportConfig:
+@dataclass(frozen=True)
+class ReportJob:
+    report: ReportConfig
+    layout: Layout = Layout()
+
+
+def configure(params, argv) -> ReportJob:
     no_args(argv, "report")
     cfg = section(params, "report", ReportConfig)
     check_notebooks(cfg, where_of(params))
-    return cfg
+    return ReportJob(cfg, layout_of(params))
 
 
-def run(cfg: ReportConfig) -> None:
-    render_report(cfg, Layout().results)
+def run(job: ReportJob) -> None:
+    render_report(job.report, job.layout.results)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
-"""Stage `tables`: the paper's tables (paper value, ours, difference, 95 % CI, labels) → results/tables/.
+"""Stage `tables`: the paper's tables (paper value, ours, difference, 95 % CI, labels) and the protocol drift table
+(protocol_drift.csv/.md: each run under every evaluation protocol, paired difference from the default) →
+results/tables/.
 
-Reads params `experiments` (which rows go in which table); the labels come from the evaluations' metrics.json."""
+Reads params `experiments` (which rows go in which table); the labels come from the evaluations' metrics.json, the
+drift from their protocols.json."""
 
 from dataclasses import dataclass
 
 from ldp.config import where_of
 from ldp.experiments import ExperimentConfig, load_experiments
 from ldp.literature import write_literature_table
-from ldp.runs import Layout
+from ldp.models.input_baselines import INPUT_BASELINES
+from ldp.protocol_drift import drift_files
+from ldp.runs import Layout, layout_of
 from ldp.tables import check_table_labels, refuse_tables_section, write_tables
 from pipelines.common import no_args, run_stage
 
@@ -23,12 +28,14 @@ def configure(params, argv) -> TablesJob:
     refuse_tables_section(params)
     experiments = load_experiments(params)
     check_table_labels(experiments, where_of(params))
-    return TablesJob(experiments)
+    return TablesJob(experiments, layout_of(params))
 
 
 def run(job: TablesJob) -> None:
     results = job.layout.results
-    write_tables(job.experiments, results / "eval", results / "tables")
+    runs = [*INPUT_BASELINES, *job.experiments]
+    write_tables(job.experiments, results / "eval", results / "tables",
+                 extra_files=drift_files(results / "eval", runs))
     write_literature_table(results / "eval", results / "tables")  # after write_tables, which replaces the folder
 
 

@@ -1,4 +1,4 @@
-"""Config and entry point: estimate the blur map of every scene of a dataset manifest."""
+"""Config and entry points: estimate the blur map of every scene of a dataset manifest, or of any DP folder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from ldp.blurmap.classical import classical_blurmap
@@ -90,11 +91,71 @@ class BlurMapper:
 def estimate_blurmaps(cfg: BlurMapConfig, dataset_root: str | Path, out_dir: str | Path,
                       progress: bool = True) -> Path:
     """Map every scene of ``dataset_root``'s manifest into ``out_dir`` (written to a temp dir, then renamed)."""
-    dataset_root, out_dir = Path(dataset_root), Path(out_dir)
-    table = load_manifest(dataset_root, cfg.split)
+    dataset_root = Path(dataset_root)
+    return estimate_table(cfg, dataset_root, load_manifest(dataset_root, cfg.split), out_dir, progress)
+
+
+# The folder layouts :func:`estimate_folder` reads, in the order it tries them.
+FOLDER_LAYOUTS = ("manifest", "dpdd", "pairs")
+
+
+def index_dp_folder(root: str | Path) -> tuple[pd.DataFrame, str]:
+    """The scenes of a DP folder as a manifest-like table (paths absolute, or relative to ``root``) and its layout:
+
+    ``manifest``: a prepared dataset root (``manifest.csv``, what the data stage writes);
+    ``dpdd``: the DPDD layout (``dd_dp_dataset_canon/{split}_{l,r,c}/{source,target}``, a folder holding
+    ``{split}_l``, or Restormer's ``inputL/inputR/inputC/target``), read by ``ldp.data.sources.index_dpdd_layout``;
+    ``pairs``: a flat folder of ``<scene>_L.png`` / ``<scene>_R.png`` pairs (``ldp.data.sources.index_folder``).
+    """
+    from ldp.data.manifest import COLUMNS, MANIFEST_NAME
+    from ldp.data.sources import FolderConfig, find_layout_root, index_dpdd_layout, index_folder
+
+    root = Path(root)
+    if not root.is_dir():
+        raise BlurMapError(f"{root}: folder not found")
+    if (root / MANIFEST_NAME).is_file():
+        return load_manifest(root), "manifest"
+    if find_layout_root(root) is not None:
+        rows, layout = index_dpdd_layout(root), "dpdd"
+    elif any(root.glob("*_L.png")):
+        rows, layout = index_folder(FolderConfig(), root), "pairs"
+    else:
+        raise BlurMapError(f"{root}: not a DP folder: no {MANIFEST_NAME} (a prepared dataset), no DPDD layout "
+                           "({split}_l/source, {split}_r/source or inputL/inputR) and no *_L.png/*_R.png pairs")
+    table = pd.DataFrame(rows, columns=COLUMNS).astype(object).fillna("")
+    for col in ("left", "right", "target", "combined", "defocus"):
+        table[col] = table[col].map(str)
+    return table, layout
+
+
+def estimate_folder(cfg: BlurMapConfig, root: str | Path, out_dir: str | Path, progress: bool = True) -> str:
+    """Map every scene of a DP folder (any of :data:`FOLDER_LAYOUTS`, ``cfg.split`` only when set) into
+    ``out_dir``, as the stage does; returns the layout read."""
+    table, layout = index_dp_folder(root)
+    if cfg.split is not None:
+        table = table[table["split"] == cfg.split].reset_index(drop=True)
+    estimate_table(cfg, Path(root), table, out_dir, progress, extra={"layout": layout})
+    return layout
+
+
+def estimate_table(cfg: BlurMapConfig, dataset_root: Path, table: pd.DataFrame, out_dir: str | Path,
+                   progress: bool = True, extra: dict | None = None) -> Path:
+    """Map every row of ``table`` (manifest columns; paths relative to ``dataset_root`` or absolute) into
+    ``out_dir`` (written to a temp dir, then renamed), with ``meta.json``."""
+    out_dir = Path(out_dir)
     if len(table) == 0:
         where = f" in split {cfg.split!r}" if cfg.split else ""
-        raise BlurMapError(f"{dataset_root}: manifest has no scenes{where}")
+        raise BlurMapError(f"{dataset_root}: no scenes{where}")
+    duplicate = table["scene"][table["scene"].duplicated()]
+    if len(duplicate):
+        raise BlurMapError(f"{dataset_root}: scene {duplicate.iloc[0]!r} appears twice (in two splits?); "
+                           "choose one split")
+    if cfg.estimator == "oracle":
+        lacking = table["scene"][table["defocus"] == ""]
+        if len(lacking):
+            raise BlurMapError(f"{dataset_root}: the oracle estimator needs a ground-truth defocus map for every "
+                               f"scene, and {len(lacking)} of {len(table)} have none (first: {lacking.iloc[0]!r}); "
+                               "only the synthetic data has them ({split}_c/defocus/<scene>.npy)")
     mapper = BlurMapper(cfg)
     with atomic_dir(out_dir) as tmp:
         grids = {}
@@ -103,5 +164,5 @@ def estimate_blurmaps(cfg: BlurMapConfig, dataset_root: str | Path, out_dir: str
             blurmap = mapper(load_scene(dataset_root, row), row["scene"])
             save_blurmap(tmp, row["scene"], blurmap)
             grids[row["scene"]] = list(blurmap.shape)
-        write_meta(tmp, {**mapper.meta(), "dataset": str(dataset_root), "scenes": grids})
+        write_meta(tmp, {**mapper.meta(), "dataset": str(dataset_root), **(extra or {}), "scenes": grids})
     return out_dir
