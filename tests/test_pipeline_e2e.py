@@ -45,6 +45,9 @@ def toy_net(tiny: bool = False, **overrides):
 '''
 
 PARAMS = {
+    # dvc.yaml's stages declare `paths` (DVC wants the key), and their outs are at these defaults
+    "paths": {"dataset": "data/dataset", "blurmaps": "data/blurmaps", "checkpoints": "checkpoints",
+              "results": "results"},
     "data": {"source": "synthetic", "synthetic": {"seed": 1, "height": 64, "width": 96, "train": 3, "val": 1,
                                                   "test": 2}},
     "blurmaps": {"none": {"estimator": "none"}, "oracle": {"estimator": "oracle"}},
