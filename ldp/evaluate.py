@@ -14,7 +14,7 @@ restorations).
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import math
 import shutil
 import time
@@ -34,14 +34,25 @@ from ldp.device import resolve_device
 from ldp.fsutil import atomic_write, atomic_write_json, replace_dir, sha256_file, temp_dir_beside
 from ldp.imageio import write_image
 from ldp.labels import evaluation_labels, flat_labels
-from ldp.metrics import METRIC_NAMES, compute_metrics, load_lpips
+from ldp.metrics import METRIC_NAMES, load_lpips
+from ldp.protocols import (
+    DEFAULT_PROTOCOL,
+    PROTOCOLS,  # noqa: F401  (re-exported: ldp.evaluate.PROTOCOLS predates ldp.protocols)
+    Protocol,
+    ProtocolError,
+    expand_protocols,
+    score,
+)
+from ldp.protocols import get_protocol as _get_protocol
 from ldp.registry import build_model, get_spec
 from ldp.stats import PER_IMAGE_CSV, bootstrap_ci
 
 METRICS_JSON = "metrics.json"
 SCORES_JSON = "scores.json"
+PROTOCOLS_JSON = "protocols.json"  # every protocol's per-image numbers, summary and drift from the default
 SAMPLES_DIR = "samples"
 SUBSETS = ("all", "indoor", "outdoor")
+DRIFT_METRICS = ("psnr", "ssim")
 CSV_COLUMNS = ("scene", "category", "psnr", "ssim", "mae", "rmse", "lpips")
 RANDOM_INIT = "random-init"
 
@@ -50,37 +61,12 @@ class EvaluationError(ValueError):
     """Bad evaluation input (dataset, split, blur maps, weights, protocol); the message names the culprit."""
 
 
-@dataclass(frozen=True)
-class Protocol:
-    """A fixed, versioned way to turn restorations into numbers; its id goes into every result."""
-
-    id: str
-    input_scaling: str = "uint16/65535, uint8/255"
-    resolution: str = "full"
-    clamp: tuple[float, float] = (0.0, 1.0)
-    psnr_peak: float = 1.0
-    psnr_identical_db: float = 100.0
-    ssim: str = "skimage structural_similarity(data_range=1, channel_axis=-1) defaults"
-    ssim_window: str = "uniform 7x7"
-    ssim_k1: float = 0.01
-    ssim_k2: float = 0.03
-    ssim_sample_covariance: bool = True
-    ssim_border_crop: int = 3
-    lpips: str = "LPIPS v0.1 AlexNet, normalize=True; unavailable (null) without local weights"
-    rmse_printed_as: str = "MSE_rel (RMSE)"
-    reduction: str = "mean of per-image values"
-    subsets: tuple[str, ...] = SUBSETS
-    ci: str = "bootstrap over images, percentile 95 %"
-
-
-PROTOCOLS: dict[str, Protocol] = {"dpdd16-restormer-v1": Protocol(id="dpdd16-restormer-v1")}
-DEFAULT_PROTOCOL = "dpdd16-restormer-v1"
-
-
 def get_protocol(protocol_id: str) -> Protocol:
-    if protocol_id not in PROTOCOLS:
-        raise EvaluationError(f"unknown protocol {protocol_id!r}; known: {', '.join(PROTOCOLS)}")
-    return PROTOCOLS[protocol_id]
+    """A registered protocol (:mod:`ldp.protocols`); an unknown name is an :class:`EvaluationError`."""
+    try:
+        return _get_protocol(protocol_id)
+    except ProtocolError as exc:
+        raise EvaluationError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -88,7 +74,8 @@ class EvalConfig:
     """params.yaml section ``evaluate``."""
 
     split: str = "test"
-    protocol: str = DEFAULT_PROTOCOL
+    protocol: str = DEFAULT_PROTOCOL  # metrics.json, scores.json and per_image.csv are under this one
+    protocols: tuple[str, ...] = ()  # more protocols in the same pass ("all" = every one) -> protocols.json
     tiling: Literal["auto", "whole", "tiled", "windows"] = "auto"  # auto: the model's registered (official) mode
     tile: int = 512  # tiled: tile size; windows: window size for a model without its own ``inference_window``
     overlap: int = 64  # tiled only
@@ -98,6 +85,7 @@ class EvalConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     lpips: bool = True  # compute LPIPS when its weights are on this machine
     max_images: int = 0  # 0 = the whole split (smoke runs use a few)
+    cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = PyTorch's default (one per core)
 
 
 @dataclass
@@ -265,6 +253,83 @@ def summarize(per_image: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]
     return out
 
 
+def protocol_ids(cfg: EvalConfig) -> tuple[str, ...]:
+    """The protocols an evaluation computes: ``evaluate.protocol`` first, then ``evaluate.protocols`` (``all`` = every
+    registered one), with the default added whenever another is asked for (ldp.protocols.expand_protocols)."""
+    get_protocol(cfg.protocol)
+    try:
+        return expand_protocols(cfg.protocols, cfg.protocol)
+    except ProtocolError as exc:
+        raise EvaluationError(f"evaluate.protocols: {exc}") from None
+
+
+def set_cpu_threads(cfg: EvalConfig, device: torch.device) -> None:
+    """``evaluate.cpu_threads`` > 0 sets torch's intra-op threads for a CPU evaluation (process-wide, as training)."""
+    if cfg.cpu_threads < 0:
+        raise EvaluationError(f"evaluate.cpu_threads: must be >= 0 (0 = PyTorch's default), got {cfg.cpu_threads}")
+    if cfg.cpu_threads > 0 and device.type == "cpu":
+        torch.set_num_threads(cfg.cpu_threads)
+
+
+class ProtocolScorer:
+    """Per-image rows for each protocol of one pass over the restorations (one network run per image)."""
+
+    def __init__(self, ids: tuple[str, ...], lpips_model: Any = None) -> None:
+        self.ids = ids
+        self.protocols = [get_protocol(pid) for pid in ids]
+        self.lpips_model = lpips_model
+        self.rows: dict[str, list[dict[str, Any]]] = {pid: [] for pid in ids}
+
+    def add(self, scene: str, category: str, pred: torch.Tensor, target: torch.Tensor, *, pred_bits: int = 0,
+            target_bits: int = 16) -> dict[str, Any]:
+        """Score one restoration under every protocol; returns the primary protocol's row."""
+        for protocol in self.protocols:
+            vals = score(protocol, pred, target, pred_bits=pred_bits, target_bits=target_bits, lpips=self.lpips_model)
+            rec = {"scene": scene, "category": category}
+            rec.update({k: float(vals[k][0]) if k in vals else math.nan for k in METRIC_NAMES})
+            self.rows[protocol.id].append(rec)
+        return self.rows[self.ids[0]][-1]
+
+    def table(self, pid: str) -> pd.DataFrame:
+        return pd.DataFrame(self.rows[pid], columns=list(CSV_COLUMNS))
+
+
+def protocols_record(scorer: ProtocolScorer, n_boot: int, seed: int) -> dict[str, Any]:
+    """``protocols.json``: each protocol's spec, per-image rows, subset means with CIs and, for every protocol
+    but the default, the paired difference from the default (PSNR and SSIM, bootstrap 95 % CI, ldp.stats)."""
+    from ldp.stats import paired_bootstrap_diff
+
+    default = scorer.table(DEFAULT_PROTOCOL) if DEFAULT_PROTOCOL in scorer.ids else None
+    out: dict[str, Any] = {"default": DEFAULT_PROTOCOL, "primary": scorer.ids[0], "protocols": {}}
+    for pid in scorer.ids:
+        table = scorer.table(pid)
+        drift = None
+        if default is not None and pid != DEFAULT_PROTOCOL and len(table):
+            drift = {m: paired_bootstrap_diff(table, default, m, n=n_boot, seed=seed) for m in DRIFT_METRICS}
+        out["protocols"][pid] = {"spec": get_protocol(pid).spec(), "metrics": summarize(table, n_boot, seed),
+                                 "drift_from_default": drift, "per_image": table.to_dict("records")}
+    out["bootstrap"] = {"resamples": n_boot, "seed": seed, "level": 0.95, "method": "percentile"}
+    return out
+
+
+def write_outputs(out_dir: Path, scorer: ProtocolScorer, summary: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
+    """``per_image.csv`` (the primary protocol's), ``protocols.json``, then ``metrics.json`` (with its labels,
+    unless ``summary`` already has them) and ``scores.json``, each atomically; returns the cleaned summary."""
+    per_image = scorer.table(scorer.ids[0])
+    atomic_write(out_dir / PER_IMAGE_CSV, lambda fh: per_image.to_csv(fh, index=False, float_format="%.10g"),
+                 "w", newline="")
+    record = _json_clean({**protocols_record(scorer, cfg.bootstrap, cfg.seed), "model": summary.get("model"),
+                          "weights": summary.get("weights"), "data_source": summary.get("data_source")})
+    atomic_write_json(out_dir / PROTOCOLS_JSON, record)
+    summary = _json_clean({**summary, "n_images": len(per_image),
+                           "metrics": summarize(per_image, cfg.bootstrap, cfg.seed), "protocols": list(scorer.ids)})
+    if "labels" not in summary:
+        summary["labels"] = evaluation_labels(summary)
+    atomic_write_json(out_dir / METRICS_JSON, summary)
+    atomic_write_json(out_dir / SCORES_JSON, scores(summary))
+    return summary
+
+
 # ------------------------------------------------------------------------------------------------ runner
 
 
@@ -292,10 +357,12 @@ def evaluate(
     """
     cfg = cfg or EvalConfig()
     protocol = get_protocol(cfg.protocol)
+    ids = protocol_ids(cfg)
     split = split or cfg.split
     root = Path(dataset_root)
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device, "evaluate.device")
+    set_cpu_threads(cfg, device)
     spec = get_spec(model_name)
 
     table = load_manifest(root, split)
@@ -332,11 +399,11 @@ def evaluate(
         model = model.to(device).eval()
     weights_rec = weights_record(weights, model_name)
     lpips_model, lpips_reason = load_lpips(device) if cfg.lpips else (None, "disabled (evaluate.lpips: false)")
+    scorer = ProtocolScorer(ids, lpips_model)
 
     # Samples go to a temp folder that replaces samples/ only when the whole run succeeded.
     samples_tmp = temp_dir_beside(out_dir / SAMPLES_DIR)
     try:
-        rows: list[dict[str, Any]] = []
         model_s = metric_s = 0.0
         fed_counts: dict[str, int] = {}  # combined-kind models: which image each scene's input was
         sizes_wxh: dict[str, int] = {}  # image size (WxH) -> number of images evaluated at it
@@ -365,22 +432,16 @@ def evaluate(
                 raise EvaluationError(
                     f"scene {row['scene']}: model output {tuple(pred.shape)} != target {tuple(target.shape)}"
                 )
-            vals = compute_metrics(pred, target, lpips=lpips_model)
+            rec = scorer.add(row["scene"], row["category"], pred, target, pred_bits=0,
+                             target_bits=int(row["bit_depth"] or 16))
             _sync(device)
             t2 = time.perf_counter()
             model_s += t1 - t0
             metric_s += t2 - t1
-
-            rec = {"scene": row["scene"], "category": row["category"]}
-            rec.update({k: float(vals[k][0]) if k in vals else math.nan for k in METRIC_NAMES})
-            rows.append(rec)
             bar.set_postfix(psnr=f"{rec['psnr']:.2f}")
             if i < cfg.save_samples:
                 write_image(samples_tmp / f"{row['scene']}.png", to_image(pred), bits=16)
 
-        per_image = pd.DataFrame(rows, columns=list(CSV_COLUMNS))
-        atomic_write(out_dir / PER_IMAGE_CSV, lambda fh: per_image.to_csv(fh, index=False, float_format="%.10g"),
-                     "w", newline="")
         if cfg.save_samples > 0:
             replace_dir(samples_tmp, out_dir / SAMPLES_DIR)
     finally:
@@ -389,7 +450,7 @@ def evaluate(
     manifest_path = root / "manifest.csv"
     summary = {
         "protocol": protocol.id,
-        "protocol_spec": dataclasses.asdict(protocol),
+        "protocol_spec": protocol.spec(),
         "model": model_name,
         "input_kind": spec.input_kind,
         "inference": inference_record(spec, mode, cfg, model),
@@ -406,8 +467,6 @@ def evaluate(
         "clip_weights": clip_weights_kind(meta) if use_blurmap else None,
         "blurmap": {"dir": str(Path(blurmap_dir).resolve()), "meta": meta} if use_blurmap else None,
         "lpips": {"available": lpips_model is not None, "reason": lpips_reason or None},
-        "n_images": len(per_image),
-        "metrics": summarize(per_image, cfg.bootstrap, cfg.seed),
         "bootstrap": {"resamples": cfg.bootstrap, "seed": cfg.seed, "level": 0.95, "method": "percentile"},
         "experiment": dict(experiment) if experiment is not None else None,
         "timing_s": {
@@ -417,11 +476,8 @@ def evaluate(
             "device": str(device),
         },
     }
-    summary = _json_clean(summary)
-    summary["labels"] = evaluation_labels(summary)
-    atomic_write_json(out_dir / METRICS_JSON, summary)
-    atomic_write_json(out_dir / SCORES_JSON, scores(summary))
-    return EvalResult(per_image=per_image, summary=summary, out_dir=out_dir)
+    summary = write_outputs(out_dir, scorer, summary, cfg)
+    return EvalResult(per_image=scorer.table(ids[0]), summary=summary, out_dir=out_dir)
 
 
 def scores(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -453,3 +509,172 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 def _weights_label(rec: Any) -> str:
     return rec if isinstance(rec, str) else f"{rec['path']} (sha256 {rec['sha256'][:12]})"
+
+
+# ----------------------------------------------------------------------------------- restorations folder
+
+RESTORATIONS = "restorations"  # the ``model`` of a restorations-folder evaluation
+
+
+def match_restorations(restorations_dir: Path, table: pd.DataFrame) -> dict[str, Path]:
+    """``scene -> file`` for a folder of restored images: ``<name>.png`` matches the scene whose manifest name is
+    ``<name>``, or whose target file is named ``<name>.png`` (Restormer's script saves under the target's name).
+    Hidden files (``.*``) are ignored. Missing scenes, extra entries and two files for one scene are one
+    :class:`EvaluationError` listing them all."""
+    if not restorations_dir.is_dir():
+        raise EvaluationError(f"{restorations_dir}: restorations folder not found")
+    by_name: dict[str, str] = {}
+    for row in table.to_dict("records"):
+        by_name[row["scene"]] = row["scene"]
+        by_name.setdefault(Path(row["target"]).stem, row["scene"])
+    found: dict[str, Path] = {}
+    extra, twice = [], []
+    for path in sorted(restorations_dir.iterdir()):
+        if path.name.startswith("."):
+            continue
+        scene = by_name.get(path.stem) if path.is_file() and path.suffix.lower() == ".png" else None
+        if scene is None:
+            extra.append(path.name + ("/" if path.is_dir() else ""))
+        elif scene in found:
+            twice.append(f"{found[scene].name} and {path.name} (scene {scene})")
+        else:
+            found[scene] = path
+    missing = [s for s in table["scene"] if s not in found]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} scenes have no restoration: {', '.join(missing[:10])}"
+                        + (" ..." if len(missing) > 10 else ""))
+    if extra:
+        problems.append(f"{len(extra)} entries match no scene of the split (PNG named like a scene expected): "
+                        + ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else ""))
+    if twice:
+        problems.append("two files for one scene: " + "; ".join(twice))
+    if problems:
+        raise EvaluationError(f"{restorations_dir}: " + "; ".join(problems))
+    return found
+
+
+def _check_restorations(files: Mapping[str, Path], table: pd.DataFrame, root: Path) -> dict[str, int]:
+    """Every restoration decodes as an 8- or 16-bit RGB PNG of its target's size; one error lists every file that
+    does not. Returns ``scene -> bit depth``."""
+    from ldp.imageio import ImageReadError, bit_depth, read_image_raw
+
+    bits, problems = {}, []
+    for row in table.to_dict("records"):
+        path = files[row["scene"]]
+        try:
+            img = read_image_raw(path)
+        except ImageReadError as exc:
+            problems.append(str(exc))
+            continue
+        if img.ndim != 3:
+            problems.append(f"{path}: a grey image (RGB expected)")
+            continue
+        h, w = int(row["height"] or 0), int(row["width"] or 0)
+        if not (h and w):
+            h, w = read_image_raw(root / row["target"]).shape[:2]
+        if img.shape[:2] != (h, w):
+            problems.append(f"{path}: size {img.shape[1]}x{img.shape[0]}, but the target of scene {row['scene']} "
+                            f"({root / row['target']}) is {w}x{h}")
+        bits[row["scene"]] = bit_depth(img)
+    if problems:
+        raise EvaluationError(f"{len(problems)} restorations cannot be scored: " + "; ".join(problems))
+    return bits
+
+
+def _restoration_labels(summary: Mapping[str, Any], restorations_dir: Path) -> dict[str, Any]:
+    """The labels of a restorations-folder evaluation: the data label as for a model, and facts that say no model
+    ran here (its schedule, CLIP weights, inference and precision are whatever made the images: not recorded)."""
+    from ldp.labels import Label, _entry, data_label
+
+    source = summary.get("data_source") or {}
+    not_here = f"n/a (restorations from {restorations_dir})"
+    return _entry({
+        "data": data_label(source.get("name", ""), source.get("split", ""), source.get("image_sizes_wxh") or {}),
+        "schedule": Label(not_here, f"restorations from {restorations_dir.name}: how they were made is not "
+                                    "recorded here"),
+        "clip_weights": Label("n/a"), "inference": Label(not_here), "precision": Label("n/a"),
+        "augment": Label("n/a"), "combined_input": Label("n/a"),
+    })
+
+
+def evaluate_restorations(
+    restorations_dir: str | Path,
+    dataset_root: str | Path,
+    split: str | None = None,
+    out_dir: str | Path = "results/eval/restorations",
+    cfg: EvalConfig | None = None,
+    *,
+    data_source: str | None = None,
+    quiet: bool = False,
+) -> EvalResult:
+    """Score a folder of restored images (8- or 16-bit PNG, one per scene of the split, matched by name:
+    :func:`match_restorations`) under ``cfg.protocol`` and ``cfg.protocols``, written like a model evaluation
+    (``per_image.csv``, ``protocols.json``, ``metrics.json`` whose ``weights`` says ``restorations from DIR``,
+    ``scores.json``). No model runs; LPIPS under the default protocol as for a model."""
+    from ldp.imageio import bit_depth, read_image_raw, to_float, to_rgb_float
+
+    cfg = cfg or EvalConfig()
+    protocol = get_protocol(cfg.protocol)
+    ids = protocol_ids(cfg)
+    split = split or cfg.split
+    root, out_dir, rdir = Path(dataset_root), Path(out_dir), Path(restorations_dir)
+    device = resolve_device(cfg.device, "evaluate.device")
+    set_cpu_threads(cfg, device)
+    table = load_manifest(root, split)
+    if table.empty:
+        raise EvaluationError(f"{root / 'manifest.csv'}: no rows for split {split!r}")
+    empty = table.loc[table["target"] == "", "scene"].tolist()
+    if empty:
+        raise EvaluationError(f"{root / 'manifest.csv'}: split {split!r} lacks 'target' for scenes {empty[:5]}")
+    files = match_restorations(rdir, table)
+    if cfg.max_images > 0:
+        table = table.iloc[: cfg.max_images]
+    bits = _check_restorations(files, table, root)
+
+    lpips_model, lpips_reason = load_lpips(device) if cfg.lpips else (None, "disabled (evaluate.lpips: false)")
+    scorer = ProtocolScorer(ids, lpips_model)
+    sizes_wxh: dict[str, int] = {}
+    digests = []
+    t0 = time.perf_counter()
+    for row in tqdm(table.to_dict("records"), desc=f"score {rdir.name}", disable=quiet, unit="img"):
+        target_raw = read_image_raw(root / row["target"])
+        target = to_batch(to_rgb_float(target_raw), device)
+        h, w = target.shape[-2:]
+        sizes_wxh[f"{w}x{h}"] = sizes_wxh.get(f"{w}x{h}", 0) + 1
+        pred = to_batch(to_float(read_image_raw(files[row["scene"]])), device)
+        scorer.add(row["scene"], row["category"], pred, target, pred_bits=bits[row["scene"]],
+                   target_bits=bit_depth(target_raw))
+        digests.append(f"{files[row['scene']].name} {sha256_file(files[row['scene']])}")
+    summary: dict[str, Any] = {
+        "protocol": protocol.id,
+        "protocol_spec": protocol.spec(),
+        "model": RESTORATIONS,
+        "input_kind": None,
+        "inference": None,
+        "weights": f"restorations from {rdir.resolve()}",
+        "restorations": {"dir": str(rdir.resolve()), "n_files": len(table),
+                         "bit_depth": {str(b): sum(1 for s in table["scene"] if bits[s] == b)
+                                       for b in sorted(set(bits.values()))},
+                         "sha256": hashlib.sha256("\n".join(digests).encode()).hexdigest(),
+                         "matched_by": "file stem = manifest scene name, or = the target file's stem"},
+        "combined_input": None,
+        "data_source": {
+            "name": data_source or root.resolve().name,
+            "root": str(root.resolve()),
+            "manifest_sha256": sha256_file(root / "manifest.csv"),
+            "split": split,
+            "bit_depth": sorted({int(b) for b in table["bit_depth"] if int(b)}),
+            "image_sizes_wxh": sizes_wxh,
+        },
+        "clip_weights": None,
+        "blurmap": None,
+        "lpips": {"available": lpips_model is not None, "reason": lpips_reason or None},
+        "bootstrap": {"resamples": cfg.bootstrap, "seed": cfg.seed, "level": 0.95, "method": "percentile"},
+        "experiment": None,
+        "timing_s": {"model": 0.0, "metrics": time.perf_counter() - t0, "metrics_over_model": None,
+                     "device": str(device)},
+    }
+    summary["labels"] = _json_clean(_restoration_labels(_json_clean(summary), rdir))
+    summary = write_outputs(out_dir, scorer, summary, cfg)
+    return EvalResult(per_image=scorer.table(ids[0]), summary=summary, out_dir=out_dir)

@@ -6,6 +6,11 @@ exactly: 7×7 uniform window, sample covariance (N/(N-1)), K1=0.01, K2=0.03, the
 mean per channel, then mean over channels. The statistics are computed in float64 (the variance terms
 ``E[x²] - E[x]²`` lose digits in float32).
 
+:func:`ssim_gaussian` is the other SSIM a protocol may name (ldp.protocols): mmagic's / the MATLAB reference's 11×11
+Gaussian window (sigma 1.5) with population moments on 0-255 values, equal to ``structural_similarity(a, b,
+data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=-1)`` on images scaled
+by 255.
+
 LPIPS-Alex (v0.1) is computed by :class:`LPIPSAlex` only when both weight files are present locally; it
 never downloads. Without them the metric is reported as unavailable (NaN plus a reason), never as 0.
 """
@@ -100,6 +105,57 @@ def ssim(
         vx = cov_norm * (uxx - ux * ux)
         vy = cov_norm * (uyy - uy * uy)
         vxy = cov_norm * (uxy - ux * uy)
+        num = (2 * ux * uy + c1) * (2 * vxy + c2)
+        den = (ux * ux + uy * uy + c1) * (vx + vy + c2)
+        out[i] = (num / den).flatten(1).mean(1).mean()
+    return out
+
+
+SSIM_GAUSS_WIN = 11
+SSIM_GAUSS_SIGMA = 1.5
+
+
+def gaussian_kernel1d(win: int = SSIM_GAUSS_WIN, sigma: float = SSIM_GAUSS_SIGMA) -> torch.Tensor:
+    """Normalised 1-D Gaussian of ``win`` taps (what ``cv2.getGaussianKernel(win, sigma)`` returns), float64."""
+    x = torch.arange(win, dtype=torch.float64) - (win - 1) / 2
+    g = torch.exp(-(x * x) / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def ssim_gaussian(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    data_range: float = 255.0,
+    win_size: int = SSIM_GAUSS_WIN,
+    sigma: float = SSIM_GAUSS_SIGMA,
+    k1: float = SSIM_K1,
+    k2: float = SSIM_K2,
+) -> torch.Tensor:
+    """Mean SSIM per image with a Gaussian window, population moments, on values scaled to ``[0, data_range]``.
+
+    mmagic's ``_ssim`` (and the MATLAB reference) filter with the 11×11 Gaussian and keep the pixels whose window lies
+    inside the image (``[5:-5, 5:-5]``); a padding-free separable convolution gives those pixels. Per channel, then
+    the mean over channels. Inputs are [0, 1] tensors; they are multiplied by ``data_range`` (255: the 0-255 values
+    mmagic scores) and the constants are ``(k * data_range)**2``. float64.
+    """
+    _check_pair(pred, target)
+    n, c, h, w = pred.shape
+    if min(h, w) < win_size:
+        raise MetricInputError(f"Gaussian SSIM needs images of at least {win_size}x{win_size}, got {h}x{w}")
+    g = gaussian_kernel1d(win_size, sigma).to(pred.device)
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
+    out = torch.empty(n, dtype=torch.float64, device=pred.device)
+    for i in range(n):
+        x = pred[i].double() * data_range
+        y = target[i].double() * data_range
+        stack = torch.cat([x, y, x * x, y * y, x * y])[:, None]  # 5C×1×H×W
+        stack = F.conv2d(stack, g.view(1, 1, 1, -1))
+        stack = F.conv2d(stack, g.view(1, 1, -1, 1))[:, 0]
+        ux, uy, uxx, uyy, uxy = stack.split(c)
+        vx = uxx - ux * ux
+        vy = uyy - uy * uy
+        vxy = uxy - ux * uy
         num = (2 * ux * uy + c1) * (2 * vxy + c2)
         den = (ux * ux + uy * uy + c1) * (vx + vy + c2)
         out[i] = (num / den).flatten(1).mean(1).mean()
