@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import re
 import types
 import typing
@@ -75,7 +76,7 @@ def _path_origins(data: Mapping[str, Any], path: Path, inherited: Mapping[str, s
             if value is None:
                 origins.pop(dotted, None)
             else:
-                origins[dotted] = str(path)
+                origins[dotted] = os.path.normpath(path)  # profiles/../params.yaml -> params.yaml
     return origins
 
 
