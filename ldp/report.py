@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """params.yaml section ``report``: the notebooks rendered (paths from the repo root) and a per-cell timeout."""
+    """params.yaml section ``report``: the notebooks rendered (paths from the repo root), in the order the index
+    page lists them, and a per-cell timeout."""
 
     notebooks: tuple[str, ...] = (
         "notebooks/01-main-table.ipynb",

@@ -1,5 +1,5 @@
-"""Stage `report`: execute the result notebooks headless into <paths.results>/report/ (.ipynb and .html), each
-reading <paths.results>.
+"""Stage `report`: execute the result notebooks headless into <paths.results>/report/ (.ipynb, and .html without
+the code cells), each reading <paths.results>, and write report/index.html linking them.
 
 Reads params `report` and `paths`."""
 
