@@ -227,8 +227,10 @@ def to_markdown(table: str, df: pd.DataFrame) -> str:
     return "\n".join(lines + [""])
 
 
-def write_tables(experiments: Mapping[str, ExperimentConfig], eval_dir: Path, out_dir: Path) -> dict[str, pd.DataFrame]:
-    """Write ``<out_dir>/<table>.csv`` and ``tables.md`` from the same frames, atomically (temp dir, then rename)."""
+def write_tables(experiments: Mapping[str, ExperimentConfig], eval_dir: Path, out_dir: Path,
+                 extra_files: Mapping[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """Write ``<out_dir>/<table>.csv`` and ``tables.md`` from the same frames, atomically (temp dir, then rename);
+    ``extra_files`` (name -> text, e.g. the protocol drift table) go into the same folder in the same step."""
     tables = {table: build_table(table, experiments, eval_dir) for table in TABLES}
     md = ["# Tables", "", "Each row's labels say what it was run on and with (results/README.md explains how to read "
           "them).", ""]
@@ -237,4 +239,6 @@ def write_tables(experiments: Mapping[str, ExperimentConfig], eval_dir: Path, ou
             df.to_csv(tmp / f"{table}.csv", index=False, float_format="%.6g")
             md.append(to_markdown(table, df))
         (tmp / TABLES_MD).write_text("\n".join(md))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
     return tables
