@@ -320,9 +320,24 @@ def format_plain(df: pd.DataFrame, decimals: int | dict[str, int] = 2) -> Styler
     return styler.format(precision=decimals, na_rep="–")
 
 
-def show_table(df: pd.DataFrame, metrics: Sequence[MetricColumns] = MAIN_METRICS, gain: bool = True) -> None:
-    from IPython.display import display
+def comparability_note(df: pd.DataFrame) -> str | None:
+    """One line above a table when some of its rows are not comparable with the paper (``comparable`` false)."""
+    if "comparable" not in df or df.empty:
+        return None
+    not_comparable = int((~df["comparable"].map(lambda v: str(v).strip().lower() == "true")).sum())
+    if not not_comparable:
+        return None
+    return (f"> **Not a reproduction of the paper's numbers.** {not_comparable} of {len(df)} rows are not "
+            "comparable with the paper: the labels marked ✗ under the table say why, and those rows have no Δ.")
 
+
+def show_table(df: pd.DataFrame, metrics: Sequence[MetricColumns] = MAIN_METRICS, gain: bool = True) -> None:
+    """``comparability_note`` (when there is one), then ``format_table``."""
+    from IPython.display import Markdown, display
+
+    note = comparability_note(df)
+    if note:
+        display(Markdown(note))
     display(format_table(df, metrics=metrics, gain=gain))
 
 

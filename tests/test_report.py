@@ -174,11 +174,16 @@ def test_columns_without_any_value_are_left_out_and_named():
     assert list(sub.data.columns) == [ROW, ("PSNR indoor (dB)", "ours"), ("PSNR indoor (dB)", "95 % CI")]
 
 
-def test_show_table_displays_the_formatted_table(monkeypatch):
+def test_show_table_says_when_rows_are_not_comparable_then_shows_the_formatted_table(monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
     show_table(_results_table())
-    assert len(shown) == 1 and shown[0].data[ROW].iloc[2] == "Good<sup>1,2</sup>"
+    assert len(shown) == 1 and shown[0].data[ROW].iloc[2] == "Good<sup>1,2</sup>"  # no `comparable` column
+    show_table(_results_table().assign(comparable=[False, False, True, False, True]))
+    assert shown[1].data.startswith("> **Not a reproduction of the paper's numbers.** 3 of 5 rows are not comparable")
+    assert shown[2].data[ROW].iloc[0] == "Input: combined image C<sup>1</sup>"
+    show_table(_results_table().assign(comparable=True))
+    assert len(shown) == 4  # all comparable: the table alone
 
 
 def test_gain_figure_has_one_bar_per_row_and_a_zero_line():
