@@ -150,14 +150,13 @@ def estimate_table(cfg: BlurMapConfig, dataset_root: Path, table: pd.DataFrame, 
     if len(duplicate):
         raise BlurMapError(f"{dataset_root}: scene {duplicate.iloc[0]!r} appears twice (in two splits?); "
                            "choose one split")
-    if cfg.estimator == "oracle":
-        lacking = table["scene"][table["defocus"] == ""]
-        if len(lacking):
+    mapper = BlurMapper(cfg)
+    with atomic_dir(out_dir) as tmp:
+        lacking = table["scene"][table["defocus"] == ""] if cfg.estimator == "oracle" else []
+        if len(lacking):  # before any map is estimated
             raise BlurMapError(f"{dataset_root}: the oracle estimator needs a ground-truth defocus map for every "
                                f"scene, and {len(lacking)} of {len(table)} have none (first: {lacking.iloc[0]!r}); "
                                "only the synthetic data has them ({split}_c/defocus/<scene>.npy)")
-    mapper = BlurMapper(cfg)
-    with atomic_dir(out_dir) as tmp:
         grids = {}
         for _, row in tqdm(table.iterrows(), total=len(table), desc=f"blur maps ({cfg.estimator})",
                            disable=not progress):
