@@ -1,5 +1,6 @@
 """Stage `train@<experiment>`: train one row of the grid (params `train`, its recipe, `ldp_losses`, its blur map's
-entry, the experiment's entry and `mlflow`).
+entry, the experiment's entry, `mlflow` and `paths`: it reads <paths.dataset> and <paths.blurmaps>/<id>, writes
+<paths.checkpoints>/<experiment> and <paths.results>/training/<experiment>).
 
 With `train.processes` > 1 (or `auto` and several GPUs) the stage re-runs itself under torchrun (ldp/train/launch.py);
 rank 0 does the whole job (outputs, MLflow), the other ranks only join the training."""
