@@ -1,5 +1,4 @@
 import json
-import time
 
 import numpy as np
 import pytest
@@ -272,10 +271,13 @@ def test_openai_weights_offline_fail_fast(monkeypatch):
     monkeypatch.setattr(weights_mod, "_hub_cached_file", lambda *a: None)
     monkeypatch.setattr(weights_mod, "_url_cached_file", lambda *a: None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    t0 = time.time()
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("offline: the hub must not be probed")
+
+    monkeypatch.setattr(weights_mod.urllib.request, "urlopen", no_network)  # fails fast: no probe, no download
     with pytest.raises(ClipWeightsError) as err:
         load_clip("ViT-B-32", "openai")
-    assert time.time() - t0 < 10
     msg = str(err.value)
     assert "weights: none" in msg and "weights: /path/to/file" in msg and "Traceback" not in msg
     with pytest.raises(ClipWeightsError, match="not found"):
@@ -326,3 +328,29 @@ def test_blurmap_meta_records_thresholds_and_their_source(vitb32_loaded, tmp_pat
     assert single["thresholds"] == [26.0, 23.3] and "single_image.py:33" in single["thresholds_source"]
     given = ClipBlurEstimator(vitb32_loaded, "ours", thresholds=(30.0, 27.0), truncate="on").meta()
     assert given["thresholds"] == [30.0, 27.0] and given["thresholds_source"].startswith("our choice: set in")
+
+
+def test_openai_weights_are_checked_against_the_release_sha256(tmp_path, monkeypatch):
+    """A file in OpenAI's cache slot loads, but is labelled a checkpoint unless its SHA-256 is the release's (the
+    hash OpenAI's URLs carry); a matching file is the release."""
+    import hashlib
+
+    import open_clip
+
+    ref = load_clip("RN50", "none", seed=3)
+    path = tmp_path / "RN50.pt"
+    torch.save(ref.model.state_dict(), path)
+    monkeypatch.setattr(weights_mod, "_hub_cached_file", lambda *a: None)
+    monkeypatch.setattr(weights_mod, "_url_cached_file", lambda *a: str(path))
+    with pytest.warns(UserWarning, match="not OpenAI's release"):
+        wrong = load_clip("RN50", "openai")
+    assert wrong.weights_kind == "checkpoint" and "is not the release's" in wrong.weights_source
+    assert torch.equal(wrong.model.visual.conv1.weight, ref.model.visual.conv1.weight)
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    cfg = {**open_clip.get_pretrained_cfg("RN50-quickgelu", "openai"),
+           "url": f"https://openaipublic.azureedge.net/clip/models/{digest}/RN50.pt"}
+    monkeypatch.setattr(open_clip, "get_pretrained_cfg", lambda *a: cfg)
+    right = load_clip("RN50", "openai")
+    assert right.weights_kind == "openai" and right.weights_source == "openai"
+    assert weights_mod.release_sha256(cfg["url"]) == digest

@@ -6,9 +6,12 @@ All three CLIP variants of the paper are OpenAI CLIP models, which use QuickGELU
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import urllib.request
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,19 +99,46 @@ def _how_to_provide(name: str, url: str = "") -> str:
     )
 
 
-def _resolve_openai(name: str) -> str:
+def release_sha256(url: str) -> str | None:
+    """The SHA-256 OpenAI's release URLs carry as a path segment (``.../models/<sha256>/ViT-B-32.pt``)."""
+    parts = [p for p in url.split("/") if re.fullmatch(r"[0-9a-f]{64}", p)]
+    return parts[-1] if parts else None
+
+
+def _hub_blob_sha256(path: str) -> str | None:
+    """The SHA-256 the Hugging Face cache names an LFS blob by (``snapshots/<rev>/<file>`` links to it)."""
+    blob = os.path.basename(os.path.realpath(path))
+    return blob if re.fullmatch(r"[0-9a-f]{64}", blob) else None
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _resolve_openai(name: str) -> tuple[str, str | None]:
+    """The OpenAI weights file of ``name`` and, when it is not the release, why (its SHA-256 does not match)."""
     import open_clip
 
     cfg = open_clip.get_pretrained_cfg(CLIP_MODELS[name], "openai") or {}
-    cached = (_hub_cached_file(cfg["hf_hub"]) if cfg.get("hf_hub") else None) or (
-        _url_cached_file(cfg["url"]) if cfg.get("url") else None
-    )
-    if cached:
-        return cached
+    hub = _hub_cached_file(cfg["hf_hub"]) if cfg.get("hf_hub") else None
+    url_file = None if hub else (_url_cached_file(cfg["url"]) if cfg.get("url") else None)
+    if hub or url_file:
+        path = hub or url_file
+        expected = _hub_blob_sha256(path) if hub else release_sha256(cfg.get("url", ""))
+        if expected is None:
+            return path, f"{path}: no release SHA-256 to check it against"
+        actual = _file_sha256(path)
+        if actual != expected:
+            return path, f"{path}: SHA-256 {actual[:12]}... is not the release's {expected[:12]}..."
+        return path, None
     if not _online():
         raise ClipWeightsError(_how_to_provide(name, cfg.get("url", "")))
     try:
-        return open_clip.download_pretrained(cfg)
+        return open_clip.download_pretrained(cfg), None  # open_clip and the hub check the download's hash
     except Exception as exc:  # noqa: BLE001
         hint = _how_to_provide(name, cfg.get("url", ""))
         raise ClipWeightsError(f"downloading OpenAI weights failed ({exc}).\n{hint}") from None
@@ -139,7 +169,11 @@ def load_clip(model_name: str = "ViT-B-32", weights: str = "openai", device: str
     kind = weights_kind_of(weights)
     if kind == "checkpoint" and not Path(weights).is_file():
         raise ClipWeightsError(f"{weights}: CLIP checkpoint file not found (weights must be openai, none or a path)")
-    path = _resolve_openai(name) if kind == "openai" else (weights if kind == "checkpoint" else None)
+    path, unverified = _resolve_openai(name) if kind == "openai" else (weights if kind == "checkpoint" else None, None)
+    if unverified:  # a file where OpenAI's should be, but not theirs: loaded, and labelled as a checkpoint
+        warnings.warn(f"CLIP {name} weights are not OpenAI's release ({unverified}); results are labelled so",
+                      stacklevel=2)
+        kind = "checkpoint"
 
     root = logging.getLogger()
     was_disabled = root.disabled
@@ -159,5 +193,6 @@ def load_clip(model_name: str = "ViT-B-32", weights: str = "openai", device: str
         except Exception as exc:  # noqa: BLE001
             raise ClipWeightsError(f"{path}: cannot load as {name} CLIP weights: {exc}") from None
     model = model.to(device).eval().requires_grad_(False)
-    source = {"openai": "openai", "checkpoint": str(path), "random": f"random(seed={seed})"}[kind]
+    source = {"openai": "openai", "checkpoint": str(path) + (f" ({unverified})" if unverified else ""),
+              "random": f"random(seed={seed})"}[kind]
     return LoadedClip(model, open_clip.get_tokenizer(arch), name, kind, source)
