@@ -13,7 +13,17 @@ from scipy.ndimage import maximum_filter
 from ldp.config import ConfigError, section
 from ldp.data import synthetic
 from ldp.data.manifest import load_manifest, load_scene
-from ldp.data.psf import ButterworthParams, ThinLens, dp_psfs
+from ldp.data.psf import (
+    IDEAL_SPLIT_SEPARATION,
+    ButterworthParams,
+    DPOptics,
+    ThinLens,
+    dp_psfs,
+    half_aperture_psfs,
+    psf_centroid_separation,
+    residual_psfs,
+    view_gains,
+)
 from ldp.data.synthetic import Layer, SyntheticConfig, SyntheticDataError, generate_synthetic, render_layers
 from ldp.imageio import read_image_raw
 
@@ -77,6 +87,169 @@ def test_psf_support_and_in_focus_delta():
     assert (large.sum(axis=0) * x).sum() < 0
 
 
+# ------------------------------------------------------------------------------------ half-aperture physics
+
+HARD = DPOptics(split_softness=0.0)
+
+
+def test_ideal_split_centroid_separation_is_4_over_3pi():
+    """A uniform disc split into hard halves: each half-disc's centroid is 4R/(3 pi) off centre, so the L/R
+    separation is 4 c / (3 pi) = 0.424 c. Measured: 0.4248 c at c = 16, 0.4251 c at 8 (tolerance 0.01 c)."""
+    assert IDEAL_SPLIT_SEPARATION == pytest.approx(0.4244, abs=1e-4)
+    for coc in (8.0, 12.0, 16.0):
+        k_left, k_right = half_aperture_psfs(coc, optics=HARD)
+        assert psf_centroid_separation(k_left, k_right) / coc == pytest.approx(IDEAL_SPLIT_SEPARATION, abs=0.01)
+    # crosstalk t scales the separation by (1 - 2 t); the soft default split loses ~1 %
+    k_left, k_right = half_aperture_psfs(16.0, optics=DPOptics(split_softness=0.0, crosstalk=0.2))
+    assert psf_centroid_separation(k_left, k_right) / 16 == pytest.approx(0.6 * IDEAL_SPLIT_SEPARATION, abs=0.01)
+    default = SyntheticConfig()
+    k_left, k_right = half_aperture_psfs(16.0, optics=DPOptics(split_softness=default.dp_split_softness,
+                                                               crosstalk=default.dp_crosstalk))
+    sep = psf_centroid_separation(k_left, k_right) / 16
+    assert 0.2 < sep < 0.3  # the default, measured against the real Canon disparity / blur ratio (0.22)
+
+
+@pytest.mark.parametrize("coc", [0.5, 2.0, 7.3, 15.0])
+def test_half_aperture_sums_mirror_and_sign_flip(coc):
+    k_left, k_right = half_aperture_psfs(coc)
+    assert k_left.sum() == pytest.approx(1.0, abs=1e-12) and k_right.sum() == pytest.approx(1.0, abs=1e-12)
+    assert (k_left >= 0).all() and k_left.shape == k_right.shape
+    np.testing.assert_allclose(k_right, k_left[:, ::-1], atol=1e-15)  # on axis: mirror images
+    neg_left, neg_right = half_aperture_psfs(-coc)  # across the focal plane: swapped
+    np.testing.assert_allclose(neg_left, k_right, atol=1e-15)
+    np.testing.assert_allclose(neg_right, k_left, atol=1e-15)
+    assert psf_centroid_separation(k_left, k_right) > 0 > psf_centroid_separation(neg_left, neg_right)
+    # the separation is continuous in c, also below one pixel (no collapse into a delta)
+    assert psf_centroid_separation(k_left, k_right) / coc > 0.4
+    assert half_aperture_psfs(0.0)[0].shape == (1, 1)
+
+
+def test_vignetting_changes_the_psf_across_the_frame():
+    optics = DPOptics(split_softness=0.0, vignetting=0.4)
+    centre_l, centre_r = half_aperture_psfs(12.0, (0.0, 0.0), optics)
+    corner_l, corner_r = half_aperture_psfs(12.0, (0.8, 0.6), optics)
+    edge_l, _ = half_aperture_psfs(12.0, (1.0, 0.0), optics)
+    # the cat's eye: less of the disc passes off axis, and the shape is no longer a mirror pair
+    assert (corner_l > 1e-4).sum() < (centre_l > 1e-4).sum()
+    assert np.abs(corner_l - centre_l).sum() > 0.1
+    assert np.abs(corner_r - corner_l[:, ::-1]).sum() > 0.05
+    # clipped from the +x side at the right edge: the left-leaning half keeps its width, the PSF narrows in x
+    x = np.arange(edge_l.shape[1]) - edge_l.shape[1] // 2
+    width = lambda k: np.sqrt((k.sum(0) * x**2).sum() - (k.sum(0) * x).sum() ** 2)  # noqa: E731
+    assert width(edge_l) < width(centre_l)
+    assert psf_centroid_separation(corner_l, corner_r) < psf_centroid_separation(centre_l, centre_r)
+    # view gains: balanced on axis, one half brighter off axis; they add to 2
+    assert view_gains((0.0, 0.0), optics) == pytest.approx((1.0, 1.0))
+    g_left, g_right = view_gains((0.8, 0.6), optics)
+    assert g_left + g_right == pytest.approx(2.0) and abs(g_left - g_right) > 0.05
+    gained = half_aperture_psfs(12.0, (0.8, 0.6), dataclasses.replace(optics, lr_gain=True))
+    assert gained[0].sum() == pytest.approx(g_left) and gained[1].sum() == pytest.approx(g_right)
+
+
+def test_zone_weights_partition_unity():
+    zones = synthetic._Zones.make((60, 100), 5, (3, 5))
+    total = np.zeros((60, 100), np.float32)
+    positions = []
+    for position, ys, xs, weight in zones.items():
+        total[ys, xs] += weight
+        positions.append(position)
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+    assert len(positions) == 15 and (0.0, 0.0) in [tuple(round(p, 9) for p in q) for q in positions]
+    assert max(np.hypot(*p) for p in positions) < 1.0  # zone centres lie inside the frame
+
+
+def test_in_focus_residual_makes_views_differ_without_a_shift():
+    optics = DPOptics(residual_px=1.0, residual_weight=0.5)
+    r_left, r_right = residual_psfs(optics)
+    assert r_left.sum() == pytest.approx(1.0) and r_right.sum() == pytest.approx(1.0)
+    k_left, k_right = half_aperture_psfs(0.0, optics=optics)
+    assert np.abs(k_left - k_right).sum() > 0.01  # different shapes in focus
+    assert abs(psf_centroid_separation(k_left, k_right)) < 0.01  # but no disparity at c = 0
+    # rendered: an in-focus textured layer differs between L and R far beyond float rounding, without noise
+    rng = np.random.default_rng(1)
+    h, w = 48, 64
+    layer = Layer(rng.random((h, w, 3), dtype=np.float32), np.ones((h, w), np.float32), 0.0, "in focus")
+    plain = render_layers([layer], DPOptics())
+    residual = render_layers([layer], optics)
+    np.testing.assert_array_equal(plain.left, plain.right)
+    inner = (slice(4, -4), slice(4, -4))
+    diff = np.abs(residual.left - residual.right)[inner]
+    assert diff.mean() > 5e-4  # measured 1.25e-3 on this white-noise texture (1.6e-4 on a smooth one)
+    assert _shift_lr(residual.left[inner], residual.right[inner]) == 0
+    np.testing.assert_array_equal(residual.defocus, 0.0)  # the map keeps the geometric CoC
+
+
+def test_generated_in_focus_views_differ_beyond_noise():
+    """In focus, the noisy L - R carries the residual's signal: it correlates with the noise-free L - R far beyond
+    what noise alone allows (|r| ~ 1/sqrt(n)). The same seed draws the same scene and noise with the residual on or
+    off. A 2-px full-weight residual is used here; the default (1 px, weight 0.5, bounded by the real in-focus
+    patches' blur) is ~0.0003 std against ~0.008 of noise at this size (docs/data-synthetic.md)."""
+    cfg = dataclasses.replace(TINY, height=96, width=128, subject_in_focus_prob=1.0, subject_area=(0.3, 0.4),
+                              infocus_residual_px=2.0, infocus_residual_weight=1.0)
+    for index in range(2):
+        noisy = synthetic.render_scene(cfg, "train", index)
+        off = synthetic.render_scene(dataclasses.replace(cfg, infocus_residual_weight=0.0), "train", index)
+        clean_views = synthetic.render_scene(dataclasses.replace(cfg, noise_read=0.0, noise_shot=0.0), "train", index)
+        np.testing.assert_array_equal(noisy.defocus, off.defocus)  # same scene
+        radius = int(np.ceil(cfg.max_coc_px * (0.5 + 1 / 7))) + 4
+        focus = maximum_filter(np.abs(noisy.defocus), size=2 * radius + 1) == 0
+        signal = (clean_views.left - clean_views.right)[focus].ravel()
+        assert signal.std() > 5e-4  # noise-free, the in-focus views differ
+        r_on = np.corrcoef((noisy.left - noisy.right)[focus].ravel(), signal)[0, 1]
+        r_off = np.corrcoef((off.left - off.right)[focus].ravel(), signal)[0, 1]
+        n = signal.size
+        assert r_on > 3 / np.sqrt(n) and abs(r_off) < 2 / np.sqrt(n), (r_on, r_off, n)  # measured 3.5 and 0.5 sigma
+
+
+def test_linear_noise_grows_with_signal_before_the_tone_curve(monkeypatch):
+    """Poisson-Gaussian noise in linear light: var = read^2 + shot * x; after the tone curve the display sigma
+    is sigma_lin * (1 / 2.2) x^(1/2.2 - 1)."""
+    rng = np.random.default_rng(0)
+    levels = np.array([0.02, 0.1, 0.4, 0.8], np.float32)
+    read, shot = 0.002, 0.0004
+    for x in levels:
+        noisy = synthetic.add_noise(np.full((200, 200, 3), x, np.float32), rng, read, shot)
+        assert noisy.var() == pytest.approx(read**2 + shot * x, rel=0.05)
+
+    def flat_scene(cfg, rng):
+        h, w = cfg.height, cfg.width
+        grey = np.repeat(np.linspace(0.2, 0.9, 4, dtype=np.float32), w // 4)[None, :, None]
+        rgb = np.broadcast_to(grey, (h, w, 3)).copy()
+        return [Layer(rgb, np.ones((h, w), np.float32), 0.0, "flat")], DPOptics(), 0, {"coc_scale_px": 1.0}
+
+    monkeypatch.setattr(synthetic, "sample_scene", flat_scene)
+    cfg = dataclasses.replace(TINY, height=200, width=400, noise_read=read, noise_shot=shot)
+    scene = synthetic.render_scene(cfg, "train", 0)
+    lin_var, disp_sd = [], []
+    for j, display in enumerate(np.linspace(0.2, 0.9, 4)):
+        block = scene.left[:, j * 100 + 5 : (j + 1) * 100 - 5]
+        lin = float(display) ** 2.2
+        lin_var.append(np.var(block.astype(np.float64) ** 2.2))
+        disp_sd.append(block.std())
+        expected = np.sqrt(read**2 + shot * lin) / 2.2 * lin ** (1 / 2.2 - 1)
+        assert block.std() == pytest.approx(expected, rel=0.1)
+    assert np.all(np.diff(lin_var) > 0)  # signal-dependent in linear space
+    legacy = synthetic.render_scene(dataclasses.replace(cfg, noise_model="display"), "train", 0)
+    sd_legacy = [legacy.left[:, j * 100 + 5 : (j + 1) * 100 - 5].std() for j in range(4)]
+    assert sd_legacy[-1] > sd_legacy[0]  # the legacy model grows in display space instead
+    assert disp_sd[-1] < disp_sd[0]  # shot noise through gamma 2.2 falls slightly with brightness
+
+
+def test_chromatic_focus_shift_blurs_channels_apart():
+    rng = np.random.default_rng(2)
+    h, w = 48, 64
+    layer = Layer(_texture(rng, h, w), np.ones((h, w), np.float32), 0.0, "in focus")
+    scene = render_layers([layer], DPOptics(), chromatic_px=(3.0, 0.0, -3.0))
+    inner = (slice(6, -6), slice(6, -6))
+    np.testing.assert_array_equal(scene.left[..., 1][inner], scene.target[..., 1][inner])  # green in focus
+    for ch in (0, 2):
+        assert np.abs(scene.left[..., ch] - scene.target[..., ch])[inner].mean() > 0.01
+    # red behind, blue in front of the focal plane: their L/R shifts have opposite signs
+    red = _shift_lr(scene.left[..., :1][inner], scene.right[..., :1][inner], max_shift=3)
+    blue = _shift_lr(scene.left[..., 2:][inner], scene.right[..., 2:][inner], max_shift=3)
+    assert red > 0 > blue
+
+
 # ------------------------------------------------------------------------------------------------ rendering
 
 
@@ -122,13 +295,17 @@ def test_in_focus_layer_identical_and_disparity_flips():
         np.testing.assert_array_equal(scene.defocus[inner], 0.0)
         assert (scene.defocus[:, :60] == 10.0).all() and (scene.defocus[:, 155:] == -10.0).all()
 
-    scene = render_layers([far, sharp, near], ButterworthParams())
-    shift_far = _shift_lr(scene.left[:, 6:58], scene.right[:, 6:58])
-    shift_near = _shift_lr(scene.left[:, 160:], scene.right[:, 160:])
-    shift_focus = _shift_lr(scene.left[10:86, 72:120], scene.right[10:86, 72:120])
-    assert shift_far > 0 > shift_near  # the sign flips across the focal plane
-    assert shift_focus == 0
-    assert min(shift_far, -shift_near) >= 2  # ~0.36 x CoC for the RDPD kernel
+    # RDPD's kernel (~0.36 x CoC) and the physical hard split (0.42 x CoC), also vignetted across the frame
+    for params, grid in ((ButterworthParams(), (1, 1)), (HARD, (1, 1)),
+                         (dataclasses.replace(HARD, vignetting=0.3), (3, 5))):
+        scene = render_layers([far, sharp, near], params, psf_grid=grid)
+        shift_far = _shift_lr(scene.left[:, 6:58], scene.right[:, 6:58])
+        shift_near = _shift_lr(scene.left[:, 160:], scene.right[:, 160:])
+        shift_focus = _shift_lr(scene.left[10:86, 72:120], scene.right[10:86, 72:120])
+        assert shift_far > 0 > shift_near  # the sign flips across the focal plane
+        assert shift_focus == 0
+        assert min(shift_far, -shift_near) >= (2 if isinstance(params, ButterworthParams) else 4)
+        np.testing.assert_array_equal(scene.left[10:86, 72:120], scene.target[10:86, 72:120])
 
 
 def test_generated_in_focus_pixels_match_target():
@@ -139,7 +316,7 @@ def test_generated_in_focus_pixels_match_target():
         width=128,
         noise_read=0.0,
         noise_shot=0.0,
-        noise_target=0.0,
+        infocus_residual_weight=0.0,
         subject_in_focus_prob=1.0,
         subject_area=(0.3, 0.4),
     )
@@ -193,8 +370,10 @@ def test_layout_manifest_and_formats(tmp_path):
     scene = load_scene(root, row)
     assert scene["defocus"].dtype == np.float32 and scene["defocus"].shape == (48, 64)
     assert np.abs(scene["defocus"]).max() <= TINY.max_coc_px
-    # the combined view is the mean of the two (noisy) views, up to 16-bit rounding
-    np.testing.assert_allclose(scene["combined"], 0.5 * (scene["left"] + scene["right"]), atol=2 / 65535)
+    # the combined view is the full pixel: the mean of the two (noisy) views in linear light, then the tone curve
+    lin = 0.5 * (scene["left"] ** 2.2 + scene["right"] ** 2.2)
+    bright = lin > 0.01  # 16-bit rounding is amplified by the inverse tone curve in the darkest values
+    np.testing.assert_allclose(scene["combined"][bright], (lin ** (1 / 2.2))[bright], atol=2e-4)
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp folder left behind
 
 
@@ -227,6 +406,22 @@ def test_config_section_strict_and_validated():
     assert cfg.seed == 3 and cfg.f_number == (2.0, 2.8)
     with pytest.raises(ConfigError, match="data.synthetic.noise_reed"):
         section({"data": {"synthetic": {"noise_reed": 0.1}}}, "data.synthetic", SyntheticConfig)
+    with pytest.raises(ConfigError, match="data.synthetic.noise_target"):  # the old key, replaced by a scale
+        section({"data": {"synthetic": {"noise_target": 0.01}}}, "data.synthetic", SyntheticConfig)
+    cfg = section({"data": {"synthetic": {"psf_grid": [2, 3], "chromatic_focus_shift": [0.02, 0, -0.02]}}},
+                  "data.synthetic", SyntheticConfig)
+    assert cfg.psf_grid == (2, 3) and cfg.chromatic_focus_shift == (0.02, 0.0, -0.02)
+    for bad, key in (
+        ({"psf_model": "gauss"}, "psf_model"),
+        ({"noise_model": "raw"}, "noise_model"),
+        ({"psf_grid": (0, 3)}, "psf_grid"),
+        ({"chromatic_focus_shift": (0.1, 0.0)}, "chromatic_focus_shift"),
+        ({"dp_crosstalk": 0.5}, "dp_crosstalk"),
+        ({"vignetting": -0.1}, "vignetting"),
+        ({"infocus_residual_weight": 2.0}, "infocus_residual_weight"),
+    ):
+        with pytest.raises(SyntheticDataError, match=key):
+            SyntheticConfig(**bad)
     with pytest.raises(SyntheticDataError, match="f_number"):
         SyntheticConfig(f_number=(4.0, 2.0))
     with pytest.raises(SyntheticDataError, match="photo_prob"):
@@ -255,3 +450,38 @@ def test_realism_script_rejects_bad_root(tmp_path, capsys):
     check = _load_check_realism()
     assert check.main(["--synthetic", str(tmp_path / "missing"), "--real", str(tmp_path)]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_realism_distributions_report(tmp_path, realdp_dpdd):
+    """The distribution comparison renders a few scenes, writes realism.{md,json,png} with finite distances."""
+    check = _load_check_realism()
+    out = tmp_path / "report"
+    assert check.main(["--render", "2", "--set", "height=96", "--set", "width=160", "--distributions",
+                       "--real", str(realdp_dpdd), "--out", str(out)]) == 0
+    import json
+
+    data = json.loads((out / "realism.json").read_text())
+    (variant,) = data["variants"]
+    assert variant["width"] == 160
+    for key in check.DISTRIBUTIONS:
+        value = variant["distances"][key]["wasserstein"]
+        assert value is None or (np.isfinite(value) and value >= 0)
+    assert variant["distances"]["disparity_px"]["wasserstein"] is not None
+    assert data["real"]["summaries"]["disparity_per_blur"]["n"] > 20
+    assert (out / "realism.png").stat().st_size > 1000 and "| rendered |" in (out / "realism.md").read_text()
+    assert check.main(["--render", "1", "--set", "noise_reed=1", "--real", str(realdp_dpdd)]) == 2
+
+
+def test_realism_estimators_on_known_inputs():
+    """Disparity and blur-size estimators recover a known shift and a known disc blur."""
+    import cv2
+
+    check = _load_check_realism()
+    rng = np.random.default_rng(0)
+    base = _texture(rng, 96, 160)
+    left, right = base, np.roll(base, 3, axis=1)  # the right view moved right by 3 px
+    shift, texture, valid = check.patch_disparity(left, right)
+    assert valid.any() and np.median(shift[valid]) == pytest.approx(3.0, abs=0.1)
+    blurred = cv2.filter2D(base, -1, check._disc(6.0).astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
+    sizes = check.patch_blur_size(blurred, base)
+    assert np.median(sizes) == pytest.approx(6.0, abs=0.5)

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ldp.data.manifest import SOURCE_STAMP, layout_paths, write_manifest
-from ldp.data.psf import ButterworthParams, ThinLens, convolve, dp_psfs
+from ldp.data.psf import ButterworthParams, DPOptics, ThinLens, convolve, dp_psfs, half_aperture_psfs
 from ldp.fsutil import atomic_dir
 from ldp.imageio import read_image_raw, write_image
 
@@ -70,11 +70,30 @@ class SyntheticConfig:
     far_depth_m: float = 50.0  # farthest background plane
     max_coc_px: float = 16.0  # |CoC| is clipped here
     coc_step_px: float = 1.0  # CoC quantisation of slanted planes (rendered by interpolating between levels)
-    # Butterworth DP PSF (RDPD grid: n in {3,6,9}, cf in {2.5,2}, beta in {0.1,0.2}); one choice per scene
+    # DP PSFs: "physical" (half-aperture split of a vignetted aperture, ldp.data.psf.DPOptics) or "rdpd"
+    # (RDPD's Butterworth disc with a linear ramp, the simulator before issue 13)
+    psf_model: str = "physical"
+    # Butterworth profile (RDPD grid: n in {3,6,9}, cf in {2.5,2}, beta in {0.1,0.2}); one choice per scene.
+    # rdpd: the kernel shape; physical: the pupil's rim profile when rim_profile is true
     bw_n: tuple[float, ...] = (3.0, 6.0, 9.0)
     bw_cf: tuple[float, ...] = (2.5, 2.0)
     bw_beta: tuple[float, ...] = (0.1, 0.2)
-    dp_ramp_floor: float = 0.2  # L/R ramp floor (0 = RDPD); 0.2 matches the Canon L/R shift per blur size
+    rim_profile: bool = False  # physical: weight the pupil by the Butterworth rim (else uniform)
+    dp_ramp_floor: float = 0.2  # rdpd: L/R ramp floor (0 = RDPD)
+    # physical split: logistic width (pupil radii) and crosstalk of the two sub-pixels (measured, see docs)
+    dp_split_softness: float = 0.05
+    dp_crosstalk: float = 0.20
+    # vignetting / cat's eye: the aperture intersected with a disc of radius pupil_ratio (aperture radii)
+    # shifted by vignetting x the frame position (1 at a corner); PSFs on a psf_grid of zones (rows, cols)
+    vignetting: float = 0.3
+    pupil_ratio: float = 1.0
+    psf_grid: tuple[int, int] = (3, 5)
+    lr_gain: bool = False  # keep each view's vignetted share of light (the real Canon views are balanced)
+    # in-focus residual: every PSF convolved with (1 - w) delta + w half-aperture(residual_px) (not flipped)
+    infocus_residual_px: float = 1.0
+    infocus_residual_weight: float = 0.5
+    # longitudinal chromatic aberration: per-channel (R, G, B) focus shift in units of the CoC scale s
+    chromatic_focus_shift: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # scene content
     objects: tuple[int, int] = (1, 4)  # foreground objects besides the background plane
     subject_in_focus_prob: float = 0.8  # else the focus lies on the background plane
@@ -83,10 +102,12 @@ class SyntheticConfig:
     slanted_prob: float = 0.5  # chance a plane (background or object) is slanted
     photo_prob: float = 0.6  # chance a layer is textured by a bundled photo (else procedural)
     linear_light: bool = True  # blur in linear light (sRGB gamma 2.2 undone and redone)
-    # sensor noise in output units, sigma^2 = read^2 + shot * value, on each DP view and on the target
-    noise_read: float = 0.012
-    noise_shot: float = 0.0002
-    noise_target: float = 0.012  # read-noise sigma of the target (a real target is a separate, noisy capture)
+    # sensor noise, sigma^2 = read^2 + shot * value, per DP view: "linear" adds it to linear values before the
+    # tone curve (Poisson-Gaussian; shot = 1 / electrons at white), "display" to the display values (legacy)
+    noise_model: str = "linear"
+    noise_read: float = 0.001
+    noise_shot: float = 0.0001
+    noise_target_scale: float = 1.0  # the target (a separate f/22 capture) gets this x the views' noise sigma
 
     def __post_init__(self) -> None:
         where = "params.yaml:data.synthetic"
@@ -116,11 +137,25 @@ class SyntheticConfig:
         for name in ("bw_n", "bw_cf", "bw_beta"):
             if not getattr(self, name):
                 raise SyntheticDataError(f"{where}.{name}: needs at least one value")
-        for name in ("subject_in_focus_prob", "slanted_prob", "photo_prob", "dp_ramp_floor"):
+        for name in ("subject_in_focus_prob", "slanted_prob", "photo_prob", "dp_ramp_floor",
+                     "infocus_residual_weight"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SyntheticDataError(f"{where}.{name}: must lie in [0, 1]")
-        if min(self.noise_read, self.noise_shot, self.noise_target) < 0:
-            raise SyntheticDataError(f"{where}.noise_read/noise_shot/noise_target: must be >= 0")
+        if min(self.noise_read, self.noise_shot, self.noise_target_scale) < 0:
+            raise SyntheticDataError(f"{where}.noise_read/noise_shot/noise_target_scale: must be >= 0")
+        for name, allowed in (("psf_model", ("physical", "rdpd")), ("noise_model", ("linear", "display"))):
+            if getattr(self, name) not in allowed:
+                raise SyntheticDataError(f"{where}.{name}: must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.dp_crosstalk < 0.5 or self.dp_split_softness < 0:
+            raise SyntheticDataError(f"{where}.dp_crosstalk/dp_split_softness: need crosstalk in [0, 0.5), "
+                                     "softness >= 0")
+        if self.vignetting < 0 or self.pupil_ratio <= 0 or self.infocus_residual_px < 0:
+            raise SyntheticDataError(f"{where}.vignetting/pupil_ratio/infocus_residual_px: need vignetting >= 0, "
+                                     "pupil_ratio > 0, infocus_residual_px >= 0")
+        if len(self.psf_grid) != 2 or min(self.psf_grid) < 1:
+            raise SyntheticDataError(f"{where}.psf_grid: need [rows, cols] >= 1, got {list(self.psf_grid)}")
+        if len(self.chromatic_focus_shift) != 3 or max(abs(x) for x in self.chromatic_focus_shift) > 0.5:
+            raise SyntheticDataError(f"{where}.chromatic_focus_shift: need 3 values (R, G, B) in [-0.5, 0.5]")
 
     def counts(self) -> dict[str, int]:
         return {"train": self.train, "val": self.val, "test": self.test}
@@ -149,57 +184,151 @@ class RenderedScene:
 # ----------------------------------------------------------------------------------------------- rendering
 
 
-@functools.lru_cache(maxsize=4096)
-def _cached_psfs(coc: float, params: ButterworthParams) -> tuple[np.ndarray, np.ndarray]:
-    k_left, k_right = dp_psfs(coc, params)
+@functools.lru_cache(maxsize=8192)
+def _cached_psfs(coc: float, params, position: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Left / right PSFs: RDPD's (``ButterworthParams``, the same everywhere) or the physical half-aperture
+    model (``DPOptics``, at frame ``position``)."""
+    if isinstance(params, DPOptics):
+        k_left, k_right = half_aperture_psfs(coc, position, params)
+    else:
+        k_left, k_right = dp_psfs(coc, params)
     k_left.setflags(write=False)
     k_right.setflags(write=False)
     return k_left, k_right
 
 
-def _blur_rgba(rgba: np.ndarray, coc: float, params: ButterworthParams) -> tuple[np.ndarray, np.ndarray]:
-    k_left, k_right = _cached_psfs(float(coc), params)
-    if k_left.shape == (1, 1):
-        return rgba.copy(), rgba.copy()
-    blur_left, blur_right = convolve(rgba, k_left), convolve(rgba, k_right)
+@dataclass(frozen=True)
+class _Zones:
+    """Frame zones of a spatially varying PSF: centres (canvas px), frame positions and tent weights."""
+
+    ys: tuple[float, ...]
+    xs: tuple[float, ...]
+    vs: tuple[float, ...]
+    us: tuple[float, ...]
+    shape: tuple[int, int]
+
+    @staticmethod
+    def make(shape: tuple[int, int], crop: int, grid: tuple[int, int]) -> _Zones:
+        height, width = shape
+        fh, fw = height - 2 * crop, width - 2 * crop
+        half_diag = 0.5 * float(np.hypot(fh, fw))
+        ys = tuple(crop + (i + 0.5) * fh / grid[0] for i in range(grid[0]))
+        xs = tuple(crop + (j + 0.5) * fw / grid[1] for j in range(grid[1]))
+        return _Zones(ys, xs, tuple((y - height / 2) / half_diag for y in ys),
+                      tuple((x - width / 2) / half_diag for x in xs), shape)
+
+    @staticmethod
+    def _tent(centres: tuple[float, ...], size: int, i: int) -> tuple[np.ndarray, int, int]:
+        coord = np.arange(size, dtype=np.float64) + 0.5
+        if len(centres) == 1:
+            return np.ones(size), 0, size
+        step = centres[1] - centres[0]
+        w = np.clip(1.0 - np.abs(coord - centres[i]) / step, 0.0, 1.0)
+        if i == 0:
+            w[coord <= centres[0]] = 1.0
+        if i == len(centres) - 1:
+            w[coord >= centres[-1]] = 1.0
+        nz = np.nonzero(w)[0]
+        return w, int(nz[0]), int(nz[-1]) + 1
+
+    def items(self):
+        """(position (u, v), y-slice, x-slice, weight on that box) per zone; the weights sum to 1."""
+        for i, v in enumerate(self.vs):
+            wy, y0, y1 = self._tent(self.ys, self.shape[0], i)
+            for j, u in enumerate(self.us):
+                wx, x0, x1 = self._tent(self.xs, self.shape[1], j)
+                yield (u, v), slice(y0, y1), slice(x0, x1), (wy[y0:y1, None] * wx[None, x0:x1]).astype(np.float32)
+
+
+def _convolve_cut(stack: np.ndarray, k_left: np.ndarray, k_right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if k_left.shape == (1, 1) and k_left[0, 0] == 1.0 and k_right[0, 0] == 1.0:
+        return stack.copy(), stack.copy()
+    blur_left, blur_right = convolve(stack, k_left), convolve(stack, k_right)
     # FFT convolution leaks ~1e-17 everywhere: keep the blurred layer strictly inside its true support
-    support = cv2.dilate((rgba[..., 3] > 0).astype(np.uint8), np.ones(k_left.shape, np.uint8)) > 0
-    outside = ~support
-    blur_left[outside] = 0.0
-    blur_right[outside] = 0.0
+    support = cv2.dilate((stack[..., -1] > 0).astype(np.uint8), np.ones(k_left.shape, np.uint8)) > 0
+    blur_left[~support] = 0.0
+    blur_right[~support] = 0.0
     return np.maximum(blur_left, 0.0), np.maximum(blur_right, 0.0)
 
 
-def _render_layer(layer: Layer, params: ButterworthParams, coc_step: float) -> tuple[np.ndarray, np.ndarray]:
-    """Premultiplied RGBA of one layer as seen by the left and the right view."""
-    rgba = np.concatenate([layer.rgb * layer.alpha[..., None], layer.alpha[..., None]], axis=2).astype(
-        np.float32
-    )
-    if np.isscalar(layer.coc) or np.ndim(layer.coc) == 0:
-        return _blur_rgba(rgba, float(layer.coc), params)
+def _blur_stack(stack: np.ndarray, coc: float, params, zones: _Zones | None) -> tuple[np.ndarray, np.ndarray]:
+    """L and R images of a premultiplied stack (last channel alpha) blurred at CoC ``coc``; with ``zones`` the
+    PSF varies across the frame (per-zone kernels, blended with the zones' tent weights)."""
+    if zones is None or coc == 0.0 and not getattr(params, "lr_gain", False) and not getattr(
+        params, "residual_weight", 0.0
+    ):
+        return _convolve_cut(stack, *_cached_psfs(float(coc), params))
+    out_left, out_right = np.zeros_like(stack), np.zeros_like(stack)
+    height, width = stack.shape[:2]
+    for position, ys, xs, weight in zones.items():
+        k_left, k_right = _cached_psfs(float(coc), params, (round(position[0], 6), round(position[1], 6)))
+        m = k_left.shape[0] // 2 + 1
+        y0, y1 = max(ys.start - m, 0), min(ys.stop + m, height)
+        x0, x1 = max(xs.start - m, 0), min(xs.stop + m, width)
+        part = stack[y0:y1, x0:x1]
+        if not (part[..., -1] > 0).any():
+            continue
+        blur_left, blur_right = _convolve_cut(part, k_left, k_right)
+        inner = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+        out_left[ys, xs] += blur_left[inner] * weight[..., None]
+        out_right[ys, xs] += blur_right[inner] * weight[..., None]
+    return out_left, out_right
+
+
+def _blur_layer_stack(stack: np.ndarray, coc: float | np.ndarray, alpha: np.ndarray, params, coc_step: float,
+                      zones: _Zones | None) -> tuple[np.ndarray, np.ndarray]:
+    if np.isscalar(coc) or np.ndim(coc) == 0:
+        return _blur_stack(stack, float(coc), params, zones)
     # slanted plane: blur at the CoC levels it spans, then interpolate linearly per pixel between levels
-    coc_map = np.asarray(layer.coc, dtype=np.float32)
-    covered = layer.alpha > 0
+    coc_map = np.asarray(coc, dtype=np.float32)
+    covered = alpha > 0
     if not covered.any():
-        return np.zeros_like(rgba), np.zeros_like(rgba)
+        return np.zeros_like(stack), np.zeros_like(stack)
     pos = coc_map / coc_step
     lo_level, hi_level = int(np.floor(pos[covered].min())), int(np.ceil(pos[covered].max()))
     pos = np.clip(pos, lo_level, hi_level)
-    out_left, out_right = np.zeros_like(rgba), np.zeros_like(rgba)
+    out_left, out_right = np.zeros_like(stack), np.zeros_like(stack)
     for level in range(lo_level, hi_level + 1):
         weight = np.clip(1.0 - np.abs(pos - level), 0.0, 1.0)
         if not weight.any():
             continue
-        blur_left, blur_right = _blur_rgba(rgba, level * coc_step, params)
+        blur_left, blur_right = _blur_stack(stack, level * coc_step, params, zones)
         out_left += blur_left * weight[..., None]
         out_right += blur_right * weight[..., None]
     return out_left, out_right
 
 
-def _over(dst: np.ndarray, premult: np.ndarray) -> np.ndarray:
-    """Porter-Duff 'over' of a premultiplied RGBA layer onto an RGB canvas."""
-    alpha = np.clip(premult[..., 3:4], 0.0, 1.0)
-    return dst * (1.0 - alpha) + premult[..., :3]
+def _render_layer(layer: Layer, params, coc_step: float, zones: _Zones | None = None,
+                  chromatic_px: tuple[float, float, float] = (0.0, 0.0, 0.0), max_coc: float = np.inf):
+    """Premultiplied colour and per-channel alpha (each H x W x 3) of one layer, as seen by L and by R.
+
+    ``chromatic_px`` shifts each channel's signed CoC (longitudinal chromatic aberration); then each channel is
+    blurred with its own PSF and composites with its own blurred alpha; a channel's CoC is clipped to
+    ``max_coc``."""
+    alpha = layer.alpha[..., None]
+    if not any(chromatic_px):
+        rgba = np.concatenate([layer.rgb * alpha, alpha], axis=2).astype(np.float32)
+        left, right = _blur_layer_stack(rgba, layer.coc, layer.alpha, params, coc_step, zones)
+        rgb = (left[..., :3], np.repeat(left[..., 3:], 3, axis=2))
+        return rgb, (right[..., :3], np.repeat(right[..., 3:], 3, axis=2))
+    views = {"left": ([], []), "right": ([], [])}
+    for ch, shift in enumerate(chromatic_px):
+        stack = np.concatenate([layer.rgb[..., ch : ch + 1] * alpha, alpha], axis=2).astype(np.float32)
+        coc = layer.coc + np.float32(shift) if np.ndim(layer.coc) else float(layer.coc) + shift
+        coc = np.clip(coc, -max_coc, max_coc) if np.ndim(coc) else float(np.clip(coc, -max_coc, max_coc))
+        left, right = _blur_layer_stack(stack, coc, layer.alpha, params, coc_step, zones)
+        for name, img in (("left", left), ("right", right)):
+            views[name][0].append(img[..., 0])
+            views[name][1].append(img[..., 1])
+    return tuple((np.stack(views[n][0], axis=2), np.stack(views[n][1], axis=2)) for n in ("left", "right"))
+
+
+def _over(dst: np.ndarray, premult: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """Porter-Duff 'over' of a premultiplied layer onto an RGB canvas (alpha: last channel of ``premult``,
+    or a separate per-channel H x W x 3 array)."""
+    if alpha is None:
+        premult, alpha = premult[..., :3], premult[..., 3:4]
+    return dst * (1.0 - np.clip(alpha, 0.0, 1.0)) + premult
 
 
 def _to_linear(img: np.ndarray) -> np.ndarray:
@@ -212,22 +341,34 @@ def _to_display(img: np.ndarray) -> np.ndarray:
 
 def render_layers(
     layers: list[Layer],
-    params: ButterworthParams | None = None,
+    params: ButterworthParams | DPOptics | None = None,
     *,
     coc_step: float = 1.0,
     crop: int = 0,
     linear_light: bool = False,
+    psf_grid: tuple[int, int] = (1, 1),
+    chromatic_px: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    max_coc: float = np.inf,
+    keep_linear: bool = False,
 ) -> RenderedScene:
     """Composite ``layers`` (ordered far -> near) into L, R, combined, sharp target and the defocus map.
 
-    With ``linear_light`` the layer colours are display-space and blurred in linear light. ``crop`` pixels are
-    cut from each border afterwards (the canvas is padded so that blur near the frame edge sees real content).
-    No noise is added here.
+    ``params``: RDPD's Butterworth kernels (``ButterworthParams``) or the physical half-aperture model
+    (``DPOptics``, default), evaluated on a ``psf_grid`` of frame zones when it varies across the frame. With
+    ``linear_light`` the layer colours are display-space and blurred in linear light; ``keep_linear`` then returns
+    linear images (for noise before the tone curve). ``crop`` pixels are cut from each border afterwards. The
+    defocus map is the signed CoC of the front-most layer (alpha >= 0.5), the value the PSFs were drawn for
+    (``chromatic_px`` shifts each channel relative to it). No noise is added here.
     """
     if not layers:
         raise ValueError("render_layers: no layers")
-    params = params or ButterworthParams()
+    params = params if params is not None else DPOptics()
     height, width = layers[0].alpha.shape
+    zones = None
+    if isinstance(params, DPOptics) and params.varies_across_frame and psf_grid != (1, 1):
+        zones = _Zones.make((height, width), crop, tuple(psf_grid))
+    elif isinstance(params, DPOptics) and params.lr_gain and params.vignetting > 0 and psf_grid != (1, 1):
+        zones = _Zones.make((height, width), crop, tuple(psf_grid))
     target = np.zeros((height, width, 3), np.float32)
     left = np.zeros_like(target)
     right = np.zeros_like(target)
@@ -237,14 +378,14 @@ def render_layers(
             layer = dataclasses.replace(layer, rgb=_to_linear(layer.rgb))
         sharp = np.concatenate([layer.rgb * layer.alpha[..., None], layer.alpha[..., None]], axis=2)
         target = _over(target, sharp.astype(np.float32))
-        view_left, view_right = _render_layer(layer, params, coc_step)
-        left = _over(left, view_left)
-        right = _over(right, view_right)
+        (pl, al), (pr, ar) = _render_layer(layer, params, coc_step, zones, tuple(chromatic_px), max_coc)
+        left = _over(left, pl, al)
+        right = _over(right, pr, ar)
         defocus = np.where(layer.alpha >= 0.5, np.broadcast_to(np.float32(layer.coc), defocus.shape), defocus)
-    if linear_light:
+    if linear_light and not keep_linear:
         target, left, right = _to_display(target), _to_display(left), _to_display(right)
     else:
-        target, left, right = (np.clip(x, 0.0, 1.0) for x in (target, left, right))
+        target, left, right = (np.clip(x, 0.0, 1.0).astype(np.float32) for x in (target, left, right))
     if crop:
         target, left, right, defocus = (x[crop:-crop, crop:-crop] for x in (target, left, right, defocus))
     combined = 0.5 * (left + right)
@@ -252,7 +393,11 @@ def render_layers(
 
 
 def add_noise(img: np.ndarray, rng: np.random.Generator, read: float, shot: float) -> np.ndarray:
-    """Gaussian sensor noise with variance read^2 + shot * value, clipped to [0, 1]."""
+    """Heteroscedastic Gaussian noise, variance read^2 + shot * value, clipped to [0, 1].
+
+    Applied to linear values it is the Poisson-Gaussian sensor model (Foi et al. 2008, the Gaussian
+    approximation of the Poisson term): ``shot`` = 1 / (photo-electrons at white), ``read`` the read-noise sigma
+    in the same units. The legacy ``noise_model: display`` applies it to the display values instead."""
     if read == 0 and shot == 0:
         return img
     sigma = np.sqrt(read**2 + shot * np.clip(img, 0.0, 1.0))
@@ -457,7 +602,7 @@ def _plane_inverse_depth(
 
 def sample_scene(
     cfg: SyntheticConfig, rng: np.random.Generator
-) -> tuple[list[Layer], ButterworthParams, int, dict]:
+) -> tuple[list[Layer], ButterworthParams | DPOptics, int, dict]:
     """Draw lens, PSF shape and layers (far -> near) of one scene on a padded canvas; also the padding."""
     focal = _log_uniform(rng, *cfg.focal_length_mm)
     f_number = _log_uniform(rng, *cfg.f_number)
@@ -469,7 +614,21 @@ def sample_scene(
         beta=float(rng.choice(cfg.bw_beta)),
         ramp_floor=cfg.dp_ramp_floor,
     )
-    pad = int(np.ceil(cfg.max_coc_px * (0.5 + 1 / 7))) + 2
+    if cfg.psf_model == "physical":
+        psf = DPOptics(
+            split_softness=cfg.dp_split_softness,
+            crosstalk=cfg.dp_crosstalk,
+            vignetting=cfg.vignetting,
+            pupil_ratio=cfg.pupil_ratio,
+            lr_gain=cfg.lr_gain,
+            residual_px=cfg.infocus_residual_px,
+            residual_weight=cfg.infocus_residual_weight,
+            profile=dataclasses.replace(psf, ramp_floor=0.0) if cfg.rim_profile else None,
+        )
+    # the largest kernel radius: the CoC (channels' CoCs are clipped to it too), its Gaussian, the hat and the
+    # residual kernel. It does not depend on the psf model or on switching effects on or off, so that the same
+    # seed draws the same scenes for every variant of the optics
+    pad = int(np.ceil(cfg.max_coc_px * (0.5 + 1 / 7) + cfg.infocus_residual_px / 2 + 1)) + 2
     height, width = cfg.height + 2 * pad, cfg.width + 2 * pad
     frame = cfg.height * cfg.width
 
@@ -534,7 +693,7 @@ def sample_scene(
         "focus_distance_m": focus_mm / 1000.0,
         "pixel_pitch_mm": lens.pixel_pitch_mm,
         "coc_scale_px": s,
-        "butterworth": dataclasses.asdict(psf),
+        "psf": dataclasses.asdict(psf),
         "subject_in_focus": bool(subject_in_focus),
         "layers": [layer.name for layer in layers],
     }
@@ -554,11 +713,20 @@ def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
 def render_scene(cfg: SyntheticConfig, split: str, index: int) -> RenderedScene:
     rng = scene_rng(cfg.seed, split, index)
     layers, psf, pad, meta = sample_scene(cfg, rng)
-    scene = render_layers(layers, psf, coc_step=cfg.coc_step_px, crop=pad, linear_light=cfg.linear_light)
-    scene.left = add_noise(scene.left, rng, cfg.noise_read, cfg.noise_shot)
-    scene.right = add_noise(scene.right, rng, cfg.noise_read, cfg.noise_shot)
-    scene.combined = 0.5 * (scene.left + scene.right)  # the full pixel is the sum of the two halves
-    scene.target = add_noise(scene.target, rng, cfg.noise_target, cfg.noise_shot if cfg.noise_target else 0.0)
+    chromatic = tuple(float(x * meta["coc_scale_px"]) for x in cfg.chromatic_focus_shift)
+    linear_noise = cfg.noise_model == "linear" and cfg.linear_light
+    scene = render_layers(layers, psf, coc_step=cfg.coc_step_px, crop=pad, linear_light=cfg.linear_light,
+                          psf_grid=tuple(cfg.psf_grid), chromatic_px=chromatic, max_coc=cfg.max_coc_px,
+                          keep_linear=linear_noise)
+    read, shot, k = cfg.noise_read, cfg.noise_shot, cfg.noise_target_scale
+    scene.left = add_noise(scene.left, rng, read, shot)
+    scene.right = add_noise(scene.right, rng, read, shot)
+    scene.target = add_noise(scene.target, rng, k * read, k * k * shot)
+    if linear_noise:  # the full pixel is the sum of the two halves, in linear light; then the tone curve
+        scene.combined = _to_display(0.5 * (scene.left + scene.right))
+        scene.left, scene.right, scene.target = (_to_display(x) for x in (scene.left, scene.right, scene.target))
+    else:
+        scene.combined = 0.5 * (scene.left + scene.right)
     scene.meta = meta
     return scene
 
