@@ -1,15 +1,17 @@
-"""The evaluation protocol and the evaluation runner (bootstrap statistics: :mod:`ldp.stats`).
+"""The evaluation runner (protocols: :mod:`ldp.protocols`; bootstrap statistics: :mod:`ldp.stats`).
 
-Protocol ``dpdd16-restormer-v1`` (docs/metrics.md): 16-bit PNGs divided by 65535 (8-bit by 255), full
+Protocol ``dpdd16-restormer-v1`` (the default; docs/metrics.md): 16-bit PNGs divided by 65535 (8-bit by 255), full
 resolution, output clamped to [0, 1], per-image PSNR (peak 1, float), skimage-identical SSIM, MAE, RMSE
 ("MSE_rel (RMSE)") and LPIPS-Alex when its weights are local; means per subset (all / indoor / outdoor) with
-bootstrap 95 % confidence intervals.
+bootstrap 95 % confidence intervals. ``evaluate.protocols`` scores the same restorations under more protocols in the
+same pass (docs/protocols.md).
 
 Outputs of :func:`evaluate` in ``out_dir`` (each written atomically):
 ``per_image.csv``, ``metrics.json`` (everything, CIs, provenance and the labels of :mod:`ldp.labels` included),
 ``scores.json`` (the subset means and the labels' string facts: what ``dvc metrics show/diff`` and ``dvc exp show``
-compare) and ``samples/<scene>.png`` (16-bit
-restorations).
+compare), ``protocols.json`` (every protocol's per-image rows, means and paired drift from the default) and
+``samples/<scene>.png`` (16-bit restorations). :func:`evaluate_restorations` writes the same (no samples) for a
+folder of restored images.
 """
 
 from __future__ import annotations

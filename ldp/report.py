@@ -32,6 +32,7 @@ class ReportConfig:
         "notebooks/02-ablations.ipynb",
         "notebooks/03-complexity.ipynb",
         "notebooks/04-figures.ipynb",
+        "notebooks/05-protocols.ipynb",
         "notebooks/06-literature.ipynb",
     )
     timeout_s: int = 600
