@@ -102,6 +102,22 @@ def combined_input_label(model: str, fed: Mapping[str, int] | None) -> Label:
                  f"combined input (L+R)/2 on {averaged} of {n} images (no camera image C)")
 
 
+def subsets_label(origin: str, metrics: Mapping[str, Any] | None) -> Label:
+    """Where the indoor/outdoor numbers' categories came from: DPDD's official label npys, or the committed lists
+    that no official file has confirmed (``ldp/data/splits``)."""
+    from ldp.data.manifest import UNVERIFIED_LISTS
+
+    n = sum(int((metrics or {}).get(subset, {}).get("n_images") or 0) for subset in ("indoor", "outdoor"))
+    if not n:
+        return Label("n/a")
+    if origin == UNVERIFIED_LISTS:
+        return Label(f"indoor/outdoor: {origin}", "indoor/outdoor numbers use UNVERIFIED scene lists "
+                                                  "(ldp/data/splits), not DPDD's official label files")
+    if not origin:
+        return Label("indoor/outdoor: origin not recorded", "indoor/outdoor scene lists of unrecorded origin")
+    return Label(f"indoor/outdoor: {origin}")
+
+
 def _entry(labels: Mapping[str, Label]) -> dict[str, Any]:
     """The JSON form: each fact, whether the row is comparable with the paper, and the caveats (in key order)."""
     out: dict[str, Any] = {key: label.value for key, label in labels.items()}
@@ -148,6 +164,7 @@ def evaluation_labels(summary: Mapping[str, Any]) -> dict[str, Any]:
     labels["precision"] = precision_label(train["precision"]) if train else Label("n/a")
     labels["augment"] = Label(train.get("augment", "n/a"))
     labels["combined_input"] = combined_input_label(summary.get("model", ""), summary.get("combined_input"))
+    labels["subsets"] = subsets_label(source.get("categories", ""), summary.get("metrics"))
     return _entry(labels)
 
 

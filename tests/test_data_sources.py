@@ -12,7 +12,7 @@ import pytest
 
 from ldp.config import ConfigError, section
 from ldp.data.download import UnsafeArchiveError
-from ldp.data.manifest import load_manifest, load_scene
+from ldp.data.manifest import UNVERIFIED_LISTS, categories_origin, load_manifest, load_scene
 from ldp.data.sources import (
     DataConfig,
     DatasetError,
@@ -95,6 +95,16 @@ def test_restormer_layout_and_official_labels(tmp_path):
     table = load_manifest(out).set_index("scene")
     assert table.loc["1P0A1046", "category"] == "indoor" and table.loc["1P0A0917", "category"] == "outdoor"
     assert table.loc["1P0A2521", "category"] == "indoor"
+    assert categories_origin(out) == "official labels (indoor_labels.npy, outdoor_labels.npy)"
+    again = prepare_dataset(DataConfig(source="dpdd", root=str(out)), tmp_path / "again")  # a prepared root
+    assert categories_origin(again) == categories_origin(out)
+
+
+def test_without_label_npys_the_stamp_says_the_lists_are_unverified(tmp_path):
+    make_dpdd(tmp_path / "d", scenes=("1P0A1046", "1P0A2521"))  # in ldp/data/splits
+    out = prepare_dataset(DataConfig(source="dpdd", root=str(tmp_path / "d")), tmp_path / "out")
+    assert set(load_manifest(out)["category"]) <= {"indoor", "outdoor"}
+    assert categories_origin(out) == UNVERIFIED_LISTS
 
 
 def _restormer_split(folder: Path, names, h=12, w=20) -> None:

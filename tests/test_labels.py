@@ -153,7 +153,8 @@ def test_the_issues_run_is_labelled_and_gets_no_delta(tmp_path):
     assert scores["labels"] == {"data": "not the DPDD test set: dpdd, test split, 6 images (6 at 320x240)",
                                 "schedule": "short schedule (2 of 300000 iterations)", "clip_weights": "n/a",
                                 "inference": "whole (official)", "precision": "fp32", "augment": "restormer_dihedral",
-                                "combined_input": "n/a", "comparable_with_paper": "no"}
+                                "combined_input": "n/a", "subsets": "n/a",
+                                "comparable_with_paper": "no"}
     inputs = json.loads((evals / "input-combined" / "metrics.json").read_text())["labels"]
     assert inputs["caveats"] == [not_dpdd] and inputs["schedule"] == "n/a (input baseline)"
     assert inputs["combined_input"] == f"{FED_CAMERA_C}: 6"
@@ -171,3 +172,16 @@ def test_the_issues_run_is_labelled_and_gets_no_delta(tmp_path):
     assert (f"Δ left empty (–) for the rows whose labels say they are not comparable with the paper: Restormer-DP "
             f"({not_dpdd}; short schedule (2 of 300000 iterations)).") in markdown
     assert sum(line.startswith("| Restormer-DP |") for line in markdown.splitlines()) == 1
+
+
+def test_subset_numbers_say_where_their_categories_came_from():
+    from ldp.data.manifest import UNVERIFIED_LISTS
+    from ldp.labels import subsets_label
+
+    metrics = {"all": {"n_images": 4}, "indoor": {"n_images": 2}, "outdoor": {"n_images": 2}}
+    unverified = subsets_label(UNVERIFIED_LISTS, metrics)
+    assert "UNVERIFIED" in unverified.caveat and unverified.comparable  # the 'all' numbers are unaffected
+    official = subsets_label("official labels (indoor_labels.npy, outdoor_labels.npy)", metrics)
+    assert official.caveat is None and "official" in official.value
+    assert subsets_label("", metrics).caveat
+    assert subsets_label(UNVERIFIED_LISTS, {"all": {"n_images": 4}}).value == "n/a"

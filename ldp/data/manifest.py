@@ -22,6 +22,8 @@ COLUMNS = [
 IMAGE_COLUMNS = ("left", "right", "target", "combined")
 # Which data config built a dataset root ({"source", "config_sha"}), written beside the manifest.
 SOURCE_STAMP = "source.json"
+# Where DPDD's indoor/outdoor categories come from when the data ships no official label npys.
+UNVERIFIED_LISTS = "ldp/data/splits lists (UNVERIFIED)"
 # The DPDD folder layout every dataset root is written in (docs/data.md).
 LAYOUT_DIR = "dd_dp_dataset_canon"
 
@@ -73,3 +75,16 @@ def load_scene(root: str | Path, row) -> dict[str, np.ndarray]:
     if row["defocus"]:
         out["defocus"] = np.load(root / row["defocus"]).astype(np.float32)
     return out
+
+
+def categories_origin(root: str | Path) -> str:
+    """Where a dataset root's indoor/outdoor categories came from, as its stamp records it ("" if unrecorded)."""
+    import json
+
+    stamp = Path(root) / SOURCE_STAMP
+    if not stamp.is_file():
+        return ""
+    try:
+        return str(json.loads(stamp.read_text()).get("categories", ""))
+    except (json.JSONDecodeError, AttributeError):
+        return ""

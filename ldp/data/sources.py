@@ -37,7 +37,15 @@ from ldp.data.download import (
     fetch,
     safe_extract,
 )
-from ldp.data.manifest import LAYOUT_DIR, MANIFEST_NAME, SOURCE_STAMP, layout_paths, write_manifest
+from ldp.data.manifest import (
+    LAYOUT_DIR,
+    MANIFEST_NAME,
+    SOURCE_STAMP,
+    UNVERIFIED_LISTS,
+    categories_origin,
+    layout_paths,
+    write_manifest,
+)
 from ldp.fsutil import atomic_dir
 from ldp.imageio import ImageReadError, bit_depth, depth_mismatch, read_image_raw, size_mismatch, too_small
 
@@ -279,8 +287,10 @@ def assign_categories(rows: list[dict], base: Path | None = None) -> list[dict]:
             warnings.warn(f"{npys[0]}: official indoor/outdoor labels disagree with ldp/data/splits for "
                           f"{len(diff)} scenes (e.g. {diff[:3]}); using the official labels", stacklevel=2)
         cats = official
+    origin = f"official labels ({npys[0].name}, {npys[1].name})" if npys is not None and test else UNVERIFIED_LISTS
     for r in rows:
         r["category"] = cats.get(r["scene"], "") if r["split"] == "test" else ""
+        r["category_origin"] = origin if r["category"] else ""
     return rows
 
 
@@ -470,10 +480,13 @@ def _config_stamp(cfg: DataConfig) -> dict:
     return {"source": cfg.source, "config_sha": digest}
 
 
-def _finish(build: Path, rows: list[dict], cfg: DataConfig, rel_to: Path) -> None:
-    """Write manifest + stamp into ``build`` (paths relative to ``rel_to``); ``atomic_dir`` renames it."""
+def _finish(build: Path, rows: list[dict], cfg: DataConfig, rel_to: Path, categories: str = "") -> None:
+    """Write manifest + stamp into ``build`` (paths relative to ``rel_to``); ``atomic_dir`` renames it. The stamp
+    says where the indoor/outdoor categories came from (``categories``, else the rows' ``category_origin``)."""
     write_manifest(build, _manifest_rows(rows, rel_to.resolve()))
-    (build / SOURCE_STAMP).write_text(json.dumps(_config_stamp(cfg), indent=2) + "\n")
+    origins = sorted({r.get("category_origin", "") for r in rows} - {""})
+    stamp = {**_config_stamp(cfg), "categories": categories or "; ".join(origins) or "none"}
+    (build / SOURCE_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
 
 
 def _existing_output(out_root: Path, cfg: DataConfig) -> Path | None:
@@ -554,7 +567,8 @@ def prepare_dataset(cfg: DataConfig, out_root: str | Path) -> Path:
                                                                        "defocus")}}
                 for r in load_manifest(root).to_dict("records")]
         with atomic_dir(out_root, "build") as build:
-            _finish(build, validate_rows(rows), cfg, rel_to=out_root.parent.resolve() / out_root.name)
+            _finish(build, validate_rows(rows), cfg, rel_to=out_root.parent.resolve() / out_root.name,
+                    categories=categories_origin(root))
         return out_root
     if cfg.source == "folder" or (root is not None and root.is_dir()):
         base = root if root is not None else Path(".")
