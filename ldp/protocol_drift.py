@@ -23,7 +23,7 @@ PROTOCOLS_JSON = "protocols.json"  # = ldp.evaluate.PROTOCOLS_JSON (not imported
 DRIFT_CSV = "protocol_drift.csv"
 DRIFT_MD = "protocol_drift.md"
 DRIFT_METRICS = ("psnr", "ssim")
-COLUMNS = ["protocol", "run", "n_images", "psnr", "ssim", "psnr_default", "ssim_default",
+COLUMNS = ["protocol", "run", "model", "n_images", "psnr", "ssim", "psnr_default", "ssim_default",
            "psnr_diff", "psnr_diff_ci_lo", "psnr_diff_ci_hi", "ssim_diff", "ssim_diff_ci_lo", "ssim_diff_ci_hi",
            "summary"]
 
@@ -49,7 +49,8 @@ def drift_rows(run: str, record: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for pid, entry in protocols.items():
         means = (entry.get("metrics") or {}).get("all") or {}
-        row: dict[str, Any] = {"protocol": pid, "run": run, "n_images": means.get("n_images"),
+        row: dict[str, Any] = {"protocol": pid, "run": run, "model": record.get("model"),
+                               "n_images": means.get("n_images"),
                                "summary": PROTOCOLS[pid].summary if pid in PROTOCOLS else ""}
         for m in DRIFT_METRICS:
             row[m] = _num((means.get(m) or {}).get("mean"))
@@ -65,12 +66,16 @@ def drift_rows(run: str, record: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def drift_table(eval_dir: str | Path, runs: Iterable[str] | None = None) -> pd.DataFrame:
+def drift_table(eval_dir: str | Path, runs: Iterable[str] | None = None, others: bool = False) -> pd.DataFrame:
     """The drift rows of ``runs`` (folders of ``eval_dir``; every folder with a ``protocols.json`` when None), sorted
-    by protocol (registry order, the default first) then run (in the given order). A run given by name without a
-    ``protocols.json`` is skipped (an evaluation that computed no other protocol has nothing to compare)."""
+    by protocol (registry order, the default first) then run (in the given order). ``others``: the remaining folders
+    with a ``protocols.json`` follow, sorted (e.g. a restorations folder scored with ``ldp evaluate
+    --restorations``). A run given by name without a ``protocols.json`` is skipped."""
     eval_dir = Path(eval_dir)
-    names = list(runs) if runs is not None else sorted(p.parent.name for p in eval_dir.glob(f"*/{PROTOCOLS_JSON}"))
+    found = sorted(p.parent.name for p in eval_dir.glob(f"*/{PROTOCOLS_JSON}"))
+    names = list(runs) if runs is not None else found
+    if others:
+        names += [name for name in found if name not in names]
     rows = []
     for name in names:
         path = eval_dir / name / PROTOCOLS_JSON
@@ -104,20 +109,21 @@ def to_markdown(df: pd.DataFrame) -> str:
                                   "evaluate.protocols, e.g. [all])", ""])
     for pid, group in df.groupby("protocol", sort=False):
         lines += [f"## `{pid}`", "", str(group["summary"].iloc[0]), "",
-                  "| run | n | PSNR (dB) | SSIM | ΔPSNR vs default (dB) [95 % CI] | ΔSSIM vs default [95 % CI] |",
-                  "|---|---|---|---|---|---|"]
+                  "| run | model | n | PSNR (dB) | SSIM | ΔPSNR vs default (dB) [95 % CI] | "
+                  "ΔSSIM vs default [95 % CI] |",
+                  "|---|---|---|---|---|---|---|"]
         for r in group.to_dict("records"):
             psnr = "–" if math.isnan(r["psnr"]) else f"{r['psnr']:.3f}"
             ssim = "–" if math.isnan(r["ssim"]) else f"{r['ssim']:.4f}"
-            lines.append(f"| {r['run']} | {r['n_images']} | {psnr} | {ssim} | {_diff(r, 'psnr', 3)} | "
+            lines.append(f"| {r['run']} | {r['model']} | {r['n_images']} | {psnr} | {ssim} | {_diff(r, 'psnr', 3)} | "
                          f"{_diff(r, 'ssim', 4)} |")
         lines.append("")
     return "\n".join(lines)
 
 
-def drift_files(eval_dir: str | Path, runs: Iterable[str] | None = None) -> dict[str, str]:
+def drift_files(eval_dir: str | Path, runs: Iterable[str] | None = None, others: bool = False) -> dict[str, str]:
     """``{protocol_drift.csv: text, protocol_drift.md: text}`` for the tables stage to write."""
-    df = drift_table(eval_dir, runs)
+    df = drift_table(eval_dir, runs, others)
     return {DRIFT_CSV: df.to_csv(index=False, float_format="%.6g"), DRIFT_MD: to_markdown(df)}
 
 

@@ -1,5 +1,7 @@
 """Stage `tables`: the paper's tables (paper value, ours, difference, 95 % CI, labels) and the protocol drift table
-(protocol_drift.csv/.md: each run under every evaluation protocol, paired difference from the default) →
+(protocol_drift.csv/.md: each run under every evaluation protocol, paired difference from the default; the input
+baselines and experiments first, then any other folder of results/eval with a protocols.json, e.g. a restorations
+folder scored with `ldp evaluate --restorations`) →
 results/tables/.
 
 Reads params `experiments` (which rows go in which table); the labels come from the evaluations' metrics.json, the
@@ -35,7 +37,7 @@ def run(job: TablesJob) -> None:
     results = job.layout.results
     runs = [*INPUT_BASELINES, *job.experiments]
     write_tables(job.experiments, results / "eval", results / "tables",
-                 extra_files=drift_files(results / "eval", runs))
+                 extra_files=drift_files(results / "eval", runs, others=True))
     write_literature_table(results / "eval", results / "tables")  # after write_tables, which replaces the folder
 
 

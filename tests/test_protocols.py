@@ -248,10 +248,12 @@ def test_drift_table_from_eval_folders(tiny, tmp_path):
     assert row["psnr"] - row["psnr_default"] == pytest.approx(row["psnr_diff"], abs=1e-9)  # same images: paired
     files = drift_files(eval_dir, ["input-average"])
     assert set(files) == {DRIFT_CSV, DRIFT_MD}
-    assert "## `dpdd16-half-v1`" in files[DRIFT_MD] and "| input-average | 4 |" in files[DRIFT_MD]
+    assert "## `dpdd16-half-v1`" in files[DRIFT_MD] and "| input-average | input-average | 4 |" in files[DRIFT_MD]
     assert pd.read_csv(__import__("io").StringIO(files[DRIFT_CSV]))["protocol"].nunique() == len(PROTOCOLS)
     # every folder with a protocols.json when no runs are named; a single-protocol run has only its default row
     assert set(drift_table(eval_dir)["run"]) == {"input-average", "input-combined", "only-default"}
+    with_others = drift_table(eval_dir, ["input-combined"], others=True)
+    assert list(with_others["run"].drop_duplicates()) == ["input-combined", "input-average", "only-default"]
     assert "(no protocols.json" in drift_files(tmp_path / "empty", [])[DRIFT_MD]
 
 
