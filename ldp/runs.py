@@ -184,8 +184,9 @@ def train_experiment(job: TrainJob) -> dict[str, Any]:
     summary = run_training(exp.train, exp.model, layout.dataset, out, blurmap_dir=layout.blurmaps / exp.blurmap,
                            open_tracker=open_tracker, restart=job.restart, key_path=exp.key_path,
                            record=exp.to_json())
-    summary = {**summary, "experiment": exp.name, "clip_weights_kinds": list(exp.clip_weights_kinds),
-               "labels": exp.labels}
+    as_run = read_resolved(out)  # precision and CLIP weight kinds as used
+    summary = {**summary, "experiment": exp.name, "clip_weights_kinds": list(as_run.clip_weights_kinds),
+               "labels": as_run.labels}
     with atomic_dir(layout.results / "training" / exp.name) as logs:
         for fname in (*TRAIN_LOGS, CONFIG_JSON):
             if (out / fname).is_file():

@@ -376,3 +376,12 @@ def test_official_augmentation_and_patch_pool_train_and_record_precision(dataset
     with pytest.raises(ConfigError, match=r"train\.patch_pool: pool window 48 does not fit the smallest train"):
         run_training(tiny_cfg(patch_pool=PatchPoolConfig(size=48)), MODEL, dataset, tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_config_json_records_the_precision_and_clip_weights_as_used():
+    from ldp.train.loop import as_run
+
+    record = {"train": {"precision": "auto", "iters": 2}, "clip_weights_kinds": ["openai"]}
+    used = as_run(record, "bf16", ("checkpoint",))  # a file in the openai slot that is not OpenAI's release
+    assert used["train"]["precision"] == "bf16" and used["clip_weights_kinds"] == ["checkpoint"]
+    assert as_run(record, "fp32", ())["clip_weights_kinds"] == ["openai"] and record["train"]["precision"] == "auto"

@@ -309,6 +309,18 @@ class TrainingRun:
         if self.iteration > self.start_iter and not validated_last:
             self.validate(bar)  # the final validation
 
+    def clip_weights_used(self) -> tuple[str, ...]:
+        """The CLIP weight kinds behind this run: its blur maps' (meta.json) and L_bal's, as loaded."""
+        from ldp.blurmap.io import read_meta
+
+        kinds = set()
+        if self.blur_dir is not None and (self.blur_dir / "meta.json").is_file():
+            kinds.add(read_meta(self.blur_dir).get("weights_kind"))
+        bal = getattr(self.engine.loss_fn, "bal", None)
+        if bal is not None:
+            kinds.add(bal.weights_kind)
+        return tuple(sorted(k for k in kinds if k and k != "n/a"))
+
     def finish(self, record: Mapping[str, Any] | None) -> dict[str, Any]:
         """Write model.pt, samples, train_summary.json and config.json into the work folder; log artifacts."""
         engine, cfg, work, tracker = self.engine, self.engine.cfg, self.work, self.tracker
@@ -345,7 +357,8 @@ class TrainingRun:
         }
         atomic_write_json(work / "train_summary.json", summary, default=str)
         if record is not None:
-            atomic_write_json(work / "config.json", with_precision_used(record, rt.precision), default=str)
+            atomic_write_json(work / "config.json", as_run(record, rt.precision, self.clip_weights_used()),
+                              default=str)
         if tracker is not None:
             for name in ("train_log.csv", "val_log.csv", "train_summary.json", "model_summary.txt", "config.json"):
                 if (work / name).is_file():
@@ -356,11 +369,15 @@ class TrainingRun:
         return summary
 
 
-def with_precision_used(record: Mapping[str, Any], precision: str) -> dict[str, Any]:
-    """The resolved experiment with ``train.precision`` the one the run used (``auto`` resolved: bf16, fp32...)."""
+def as_run(record: Mapping[str, Any], precision: str, clip_kinds: tuple[str, ...]) -> dict[str, Any]:
+    """The resolved experiment as the run used it: ``train.precision`` resolved (``auto``: bf16, fp32...) and the
+    CLIP weight kinds as loaded (a file in the ``openai`` slot that is not OpenAI's release loads as
+    ``checkpoint``); ``clip_kinds`` empty keeps the record's."""
     out = dict(record)
     if isinstance(out.get("train"), Mapping):
         out["train"] = {**out["train"], "precision": precision}
+    if clip_kinds:
+        out["clip_weights_kinds"] = list(clip_kinds)
     return out
 
 
