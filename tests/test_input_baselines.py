@@ -128,8 +128,8 @@ def test_inputs_stage_writes_both_like_an_evaluate_stage(tmp_path):
     inputs_stage.run(inputs_stage.InputsJob(job.evaluate, job.mlflow, Layout(dataset=root, results=tmp_path / "res")))
     for name in ("input-combined", "input-average"):
         out = tmp_path / "res" / "eval" / name
-        assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "per_image.csv", "samples", "scores.json",
-                                                         "tracking.json"]
+        assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "per_image.csv", "protocols.json", "samples",
+                                                         "scores.json", "tracking.json"]
         assert json.loads((out / "scores.json").read_text())["all"]["n_images"] == 3
     with pytest.raises(ValueError, match=r"usage: python -m pipelines\.inputs"):
         inputs_stage.configure(params, ["extra"])
