@@ -234,6 +234,23 @@ def inference_record(spec: Any, mode: str, cfg: EvalConfig, model: nn.Module) ->
     return record
 
 
+def data_source_record(root: Path, name: str | None, split: str, table: pd.DataFrame,
+                       sizes_wxh: Mapping[str, int]) -> dict[str, Any]:
+    """What ``metrics.json`` says of the data scored: source, manifest hash, split, bit depths, image sizes and
+    where the indoor/outdoor categories came from (the data stage's stamp)."""
+    from ldp.data.manifest import categories_origin
+
+    return {
+        "name": name or root.resolve().name,
+        "root": str(root.resolve()),
+        "manifest_sha256": sha256_file(root / "manifest.csv"),
+        "split": split,
+        "bit_depth": sorted({int(b) for b in table["bit_depth"] if int(b)}),
+        "image_sizes_wxh": dict(sizes_wxh),
+        "categories": categories_origin(root),
+    }
+
+
 def summarize(per_image: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
     """Means and bootstrap CIs per subset; unavailable metrics (all NaN) give ``None``."""
     out: dict[str, Any] = {}
@@ -449,7 +466,6 @@ def evaluate(
     finally:
         shutil.rmtree(samples_tmp, ignore_errors=True)
 
-    manifest_path = root / "manifest.csv"
     summary = {
         "protocol": protocol.id,
         "protocol_spec": protocol.spec(),
@@ -458,14 +474,7 @@ def evaluate(
         "inference": inference_record(spec, mode, cfg, model),
         "weights": weights_rec,
         "combined_input": fed_counts if spec.input_kind == "combined" else None,  # image → number of scenes
-        "data_source": {
-            "name": data_source or root.resolve().name,
-            "root": str(root.resolve()),
-            "manifest_sha256": sha256_file(manifest_path),
-            "split": split,
-            "bit_depth": sorted({int(b) for b in table["bit_depth"] if int(b)}),
-            "image_sizes_wxh": sizes_wxh,
-        },
+        "data_source": data_source_record(root, data_source, split, table, sizes_wxh),
         "clip_weights": clip_weights_kind(meta) if use_blurmap else None,
         "blurmap": {"dir": str(Path(blurmap_dir).resolve()), "meta": meta} if use_blurmap else None,
         "lpips": {"available": lpips_model is not None, "reason": lpips_reason or None},
@@ -661,14 +670,7 @@ def evaluate_restorations(
                          "sha256": hashlib.sha256("\n".join(digests).encode()).hexdigest(),
                          "matched_by": "file stem = manifest scene name, or = the target file's stem"},
         "combined_input": None,
-        "data_source": {
-            "name": data_source or root.resolve().name,
-            "root": str(root.resolve()),
-            "manifest_sha256": sha256_file(root / "manifest.csv"),
-            "split": split,
-            "bit_depth": sorted({int(b) for b in table["bit_depth"] if int(b)}),
-            "image_sizes_wxh": sizes_wxh,
-        },
+        "data_source": data_source_record(root, data_source, split, table, sizes_wxh),
         "clip_weights": None,
         "blurmap": None,
         "lpips": {"available": lpips_model is not None, "reason": lpips_reason or None},
