@@ -452,6 +452,7 @@ def write_report(out: Path, rows: list[tuple[str, dict]], real: dict, real_means
         f"{e['name']}: r = {e['blur_estimator_vs_oracle']['corr']:.2f}, median |err| "
         f"{e['blur_estimator_vs_oracle']['median_abs_err_px']:.2f} px"
         for e in clean if e.get("blur_estimator_vs_oracle", {}).get("corr") is not None), ""]
+    lines += [separation_table(), ""]
     atomic_write_text(out / "realism.md", "\n".join(lines) + "\n")
     _figure(out / "realism.png", rows, real)
 
@@ -482,6 +483,35 @@ def _figure(path: Path, rows, real) -> None:
     tmp.replace(path)
 
 
+def separation_table(cocs=(2.0, 4.0, 8.0, 16.0)) -> str:
+    """Centroid separation / CoC of the DP PSFs: ideal split, the defaults on and off axis, and the old RDPD ramp."""
+    from ldp.data.psf import (
+        IDEAL_SPLIT_SEPARATION,
+        ButterworthParams,
+        DPOptics,
+        dp_psfs,
+        half_aperture_psfs,
+        psf_centroid_separation,
+    )
+    from ldp.data.synthetic import SyntheticConfig
+
+    d = SyntheticConfig()
+    default = DPOptics(split_softness=d.dp_split_softness, crosstalk=d.dp_crosstalk, vignetting=d.vignetting,
+                       pupil_ratio=d.pupil_ratio)
+    rows = [
+        ("ideal: hard split, uniform disc", lambda c: half_aperture_psfs(c, (0.0, 0.0), DPOptics(split_softness=0))),
+        ("defaults, on axis", lambda c: half_aperture_psfs(c, (0.0, 0.0), default)),
+        ("defaults, frame edge (1, 0)", lambda c: half_aperture_psfs(c, (1.0, 0.0), default)),
+        ("defaults, corner (0.8, 0.6)", lambda c: half_aperture_psfs(c, (0.8, 0.6), default)),
+        ("rdpd, n=6 cf=2.5 beta=0.2 floor 0.2", lambda c: dp_psfs(c, ButterworthParams(ramp_floor=d.dp_ramp_floor))),
+    ]
+    lines = [f"PSF centroid separation / CoC (ideal split theory 4/(3 pi) = {IDEAL_SPLIT_SEPARATION:.4f})", "",
+             "| PSFs | " + " | ".join(f"c = {c:g} px" for c in cocs) + " |", "|---|" + "---|" * len(cocs)]
+    for name, make in rows:
+        lines.append(f"| {name} | " + " | ".join(f"{psf_centroid_separation(*make(c)) / c:.3f}" for c in cocs) + " |")
+    return "\n".join(lines)
+
+
 def _parse_set(items: list[str]) -> dict:
     out = {}
     for item in items:
@@ -510,7 +540,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="another dataset root to report beside the variants (e.g. the HEAD simulator's)")
     parser.add_argument("--pixel4", type=Path, default=PIXEL4_DEFAULT, help="Pixel 4 GT defocus maps")
     parser.add_argument("--out", type=Path, default=None, help="write realism.{md,json,png} here")
+    parser.add_argument("--psf", action="store_true", help="print the PSF centroid separation / CoC and exit")
     args = parser.parse_args(argv)
+    if args.psf:
+        print(separation_table())
+        return 0
     try:
         if not (args.distributions or args.ablation):
             root = args.synthetic

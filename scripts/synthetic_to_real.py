@@ -10,6 +10,7 @@ This is a SHORT schedule (minutes on one CPU core): it compares simulators, it i
 
     python scripts/synthetic_to_real.py --out results/realism/s2r-new --minutes 4           # current simulator
     python scripts/synthetic_to_real.py --synthetic /tmp/old_syn --out results/realism/s2r-old  # a given set
+    python scripts/synthetic_to_real.py --compare RUN_OLD RUN_NEW --out results/realism     # paired table
 """
 
 from __future__ import annotations
@@ -112,6 +113,38 @@ def score(model: torch.nn.Module, scenes) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(rows_m), pd.DataFrame(rows_b)
 
 
+def compare_runs(runs: list[Path], out: Path | None) -> dict:
+    """Per run its gain over (L+R)/2; then each later run against the first, paired over the real scenes."""
+    summaries = []
+    for run in runs:
+        if not (run / "s2r.json").is_file():
+            raise S2RInputError(f"{run}/s2r.json: not found (not a synthetic_to_real.py output folder)")
+        summaries.append(json.loads((run / "s2r.json").read_text()))
+    first = pd.read_csv(runs[0] / "per_image_model.csv", dtype={"scene": str})
+    rows = []
+    for run, summary in zip(runs, summaries, strict=True):
+        other = pd.read_csv(run / "per_image_model.csv", dtype={"scene": str})
+        g = summary["gain_vs_input"]
+        rows.append({"run": summary.get("label") or str(run), "iters": summary["iters"],
+                     "psnr_model": summary["psnr_model_mean"], "psnr_input": summary["psnr_input_mean"],
+                     "gain": g["mean_diff"], "gain_ci": [g["ci_low"], g["ci_high"]],
+                     "vs_first": paired_bootstrap_diff(other, first, "psnr") if run != runs[0] else None})
+    lines = ["| run | iterations | PSNR model | PSNR (L+R)/2 | gain vs (L+R)/2 [95% CI] | vs first run [95% CI] |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        vs = r["vs_first"]
+        vs_txt = f"{vs['mean_diff']:+.2f} [{vs['ci_low']:+.2f}, {vs['ci_high']:+.2f}]" if vs else "–"
+        lines.append(f"| {r['run']} | {r['iters']} | {r['psnr_model']:.2f} | {r['psnr_input']:.2f} | "
+                     f"{r['gain']:+.2f} [{r['gain_ci'][0]:+.2f}, {r['gain_ci'][1]:+.2f}] | {vs_txt} |")
+    table = "\n".join(lines)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "s2r_compare.json", {"runs": rows})
+        atomic_write_text(out / "s2r_compare.md", table + "\n")
+    print(table)
+    return {"runs": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--synthetic", type=Path, default=None,
@@ -129,8 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--label", default="")
-    parser.add_argument("--out", type=Path, required=True, help="folder for s2r.json and the per-image CSVs")
+    parser.add_argument("--out", type=Path, default=None, help="folder for s2r.json and the per-image CSVs")
+    parser.add_argument("--compare", type=Path, nargs="+", default=None, metavar="RUN",
+                        help="compare finished runs (output folders) instead of training; table into --out")
     args = parser.parse_args(argv)
+    if args.compare:
+        try:
+            compare_runs(args.compare, args.out)
+        except S2RInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    if args.out is None:
+        print("error: --out is required when training", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     import ldp
 

@@ -485,3 +485,28 @@ def test_realism_estimators_on_known_inputs():
     blurred = cv2.filter2D(base, -1, check._disc(6.0).astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
     sizes = check.patch_blur_size(blurred, base)
     assert np.median(sizes) == pytest.approx(6.0, abs=0.5)
+
+
+def test_synthetic_to_real_script_smoke(tmp_path, realdp_dpdd):
+    """A few iterations on two rendered scenes: scores on the 10 real scenes with a paired CI, and compares runs."""
+    import json
+
+    spec = importlib.util.spec_from_file_location("s2r", REPO / "scripts" / "synthetic_to_real.py")
+    s2r = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(s2r)
+    common = ["--scenes", "2", "--set", "height=64", "--set", "width=96", "--max-iters", "3", "--batch", "2",
+              "--patch", "32", "--real", str(realdp_dpdd)]
+    assert s2r.main([*common, "--out", str(tmp_path / "a")]) == 0
+    import shutil
+
+    shutil.copytree(tmp_path / "a", tmp_path / "b")  # a second run (the same one: its paired difference is 0)
+    summary = json.loads((tmp_path / "a" / "s2r.json").read_text())
+    assert summary["iters"] == 3 and summary["train_scenes"] == 2 and summary["schedule"].startswith("SHORT")
+    assert summary["gain_vs_input"]["n_images"] == 10
+    assert summary["gain_vs_input"]["mean_diff"] == pytest.approx(
+        summary["psnr_model_mean"] - summary["psnr_input_mean"], abs=1e-9)
+    assert s2r.main(["--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path)]) == 0
+    assert "vs first run" in (tmp_path / "s2r_compare.md").read_text()
+    compared = json.loads((tmp_path / "s2r_compare.json").read_text())["runs"]
+    assert compared[1]["vs_first"]["mean_diff"] == 0.0
+    assert s2r.main(["--compare", str(tmp_path / "missing")]) == 2

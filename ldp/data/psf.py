@@ -1,12 +1,17 @@
-"""Thin-lens circle of confusion and Butterworth-shaped dual-pixel PSFs (after Abuolaim et al., ICCV 2021).
+"""Thin-lens circle of confusion and dual-pixel PSFs: physical half-aperture PSFs and RDPD's Butterworth ones.
 
 Sign convention (used everywhere in the suite): the signed CoC is positive behind the focal plane (depth
 greater than the focus distance) and negative in front of it. Its magnitude is the blur-disc *diameter* in px.
 
-The DP kernels follow the RDPD recipe: a disc modulated by a Butterworth high-pass profile rescaled to
-[beta, 1] (a brighter rim, as measured on real DP sensors), smoothed by a small Gaussian (size ~ k/7), then
-weighted by a linear ramp along x for the left view; the right view is the mirror image. Each kernel sums
-to 1. Across the focal plane the two kernels swap, which flips the sign of the L/R disparity.
+:func:`half_aperture_psfs` (the default of the simulator): the image of the (vignetted, cat's-eye clipped)
+aperture scaled to the CoC, split between the two sub-pixels by a soft angular response with crosstalk
+(:class:`DPOptics`), plus an optional in-focus residual; an ideal split gives a centroid separation of
+4 c / (3 pi) = 0.424 c. Across the focal plane the aperture image inverts, which swaps the halves.
+
+:func:`dp_psfs` (after Abuolaim et al., ICCV 2021, "RDPD"): a disc modulated by a Butterworth high-pass profile
+rescaled to [beta, 1] (a brighter rim), smoothed by a small Gaussian (size ~ k/7), then weighted by a linear ramp
+along x for the left view; the right view is the mirror image. Each kernel sums to 1. Across the focal plane the
+two kernels swap, which flips the sign of the L/R disparity. See docs/data-synthetic.md.
 """
 
 from __future__ import annotations

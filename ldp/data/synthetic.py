@@ -1,9 +1,11 @@
-"""Synthetic dual-pixel defocus dataset: layered scenes rendered with thin-lens CoC and Butterworth DP PSFs.
+"""Synthetic dual-pixel defocus dataset: layered scenes rendered with thin-lens CoC and half-aperture DP PSFs.
 
 A scene is a stack of RGBA layers (a full-frame background plane and a few textured objects), each on a
 fronto-parallel or slanted plane. Layers are composited far -> near with blurred alpha, separately for the
 left and the right view. Writes the DPDD folder layout plus ``manifest.csv`` (see docs/design.md) and the
-signed defocus map (CoC diameter in px, > 0 behind the focal plane) as float32 ``.npy``.
+signed defocus map (CoC diameter in px, > 0 behind the focal plane) as float32 ``.npy``. The DP PSFs are the
+physical half-aperture model (ldp.data.psf.DPOptics: vignetting varies them across the frame, rendered on a grid
+of zones) or RDPD's (``psf_model: rdpd``); sensor noise is Poisson-Gaussian in linear light before the tone curve.
 See docs/data-synthetic.md.
 """
 
