@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED := 1
 # dvc.yaml runs `python -m pipelines.<stage>`: the venv comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install reproduce test test-fast lint bench repro-env paper
+.PHONY: install reproduce test test-fast lint bench repro-env paper rehearse-paper
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,8 @@ bench: install
 # It runs as the DVC experiment `paper` in a temp copy (--temp), its values set by -S; params.yaml is not rewritten.
 paper: repro-env
 	$(BIN)/ldp profile-overrides profiles/paper.yaml | xargs -d '\n' $(BIN)/dvc exp run --temp -n paper
+
+# The paper profile's code paths on the CPU at micro sizes (real DPDD Canon scenes from ../shared, OpenAI-format
+# CLIP files, every row of the grid): docs/reproducing.md, "The dress rehearsal". Scratch folder: .rehearsal/
+rehearse-paper: repro-env
+	$(BIN)/python scripts/rehearse_paper.py --work .rehearsal
