@@ -236,8 +236,9 @@ def summarize_rows(repo: Path) -> dict:
             problems.append(f"{name}: inference {row['inference']} is not the model's official mode")
         if entry["recipe"] in ("restormer", "deeprft", "nafnet") and row["precision"] != "fp32":
             problems.append(f"{name}: precision {row['precision']}, the official recipe trains in fp32")
-        if m["experiment"]["blurmap_config"]["estimator"] == "clip":
-            source = (m.get("blurmap") or {}).get("meta", {}).get("weights_source", "")
+        if m["experiment"]["blurmap_config"]["estimator"] == "clip":  # the input map's CLIP, or L_bal's
+            fed_map = m.get("blurmap")  # None: a network without a blur-map input (L_bal only)
+            source = fed_map["meta"].get("weights_source", "") if fed_map else "is not the release's (L_bal)"
             if row["clip_weights"] != "checkpoint" or "is not the release's" not in source:
                 problems.append(f"{name}: CLIP weights {row['clip_weights']} from {source!r}; expected the "
                                 "rehearsal's files in the openai slot, labelled as not OpenAI's release")
