@@ -42,7 +42,7 @@ lint: install
 test: repro-env lint
 	$(BIN)/python -m pytest -q -ra
 
-# Everything but the end-to-end DVC tests (about a minute).
+# Everything but the end-to-end DVC tests and the rehearsal (a few minutes).
 test-fast: repro-env lint
 	$(BIN)/python -m pytest -q -ra -m "not e2e"
 
