@@ -12,7 +12,7 @@ under the conventions other papers and toolboxes used (the drift table, :mod:`ld
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -228,6 +228,3 @@ def score(protocol: Protocol, pred: torch.Tensor, target: torch.Tensor, *, pred_
         out["lpips"] = lpips(pred, target)
     return out
 
-
-def specs(ids: Iterable[str]) -> Mapping[str, dict[str, Any]]:
-    return {pid: get_protocol(pid).spec() for pid in ids}
