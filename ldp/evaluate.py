@@ -20,7 +20,7 @@ import hashlib
 import math
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +35,7 @@ from ldp.data.manifest import load_manifest, load_scene
 from ldp.device import resolve_device
 from ldp.fsutil import atomic_write, atomic_write_json, replace_dir, sha256_file, temp_dir_beside
 from ldp.imageio import write_image
-from ldp.labels import evaluation_labels, flat_labels
+from ldp.labels import evaluation_labels, flat_labels, restoration_labels
 from ldp.metrics import METRIC_NAMES, load_lpips
 from ldp.protocols import (
     DEFAULT_PROTOCOL,
@@ -331,9 +331,10 @@ def protocols_record(scorer: ProtocolScorer, n_boot: int, seed: int) -> dict[str
     return out
 
 
-def write_outputs(out_dir: Path, scorer: ProtocolScorer, summary: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
-    """``per_image.csv`` (the primary protocol's), ``protocols.json``, then ``metrics.json`` (with its labels,
-    unless ``summary`` already has them) and ``scores.json``, each atomically; returns the cleaned summary."""
+def write_outputs(out_dir: Path, scorer: ProtocolScorer, summary: dict[str, Any], cfg: EvalConfig,
+                  labeller: Callable[[Mapping[str, Any]], dict[str, Any]] = evaluation_labels) -> dict[str, Any]:
+    """``per_image.csv`` (the primary protocol's), ``protocols.json``, then ``metrics.json`` (with the labels
+    ``labeller`` derives from the finished summary) and ``scores.json``, each atomically; returns the summary."""
     per_image = scorer.table(scorer.ids[0])
     atomic_write(out_dir / PER_IMAGE_CSV, lambda fh: per_image.to_csv(fh, index=False, float_format="%.10g"),
                  "w", newline="")
@@ -342,8 +343,7 @@ def write_outputs(out_dir: Path, scorer: ProtocolScorer, summary: dict[str, Any]
     atomic_write_json(out_dir / PROTOCOLS_JSON, record)
     summary = _json_clean({**summary, "n_images": len(per_image),
                            "metrics": summarize(per_image, cfg.bootstrap, cfg.seed), "protocols": list(scorer.ids)})
-    if "labels" not in summary:
-        summary["labels"] = evaluation_labels(summary)
+    summary["labels"] = labeller(summary)
     atomic_write_json(out_dir / METRICS_JSON, summary)
     atomic_write_json(out_dir / SCORES_JSON, scores(summary))
     return summary
@@ -593,22 +593,6 @@ def _check_restorations(files: Mapping[str, Path], table: pd.DataFrame, root: Pa
     return bits
 
 
-def _restoration_labels(summary: Mapping[str, Any], restorations_dir: Path) -> dict[str, Any]:
-    """The labels of a restorations-folder evaluation: the data label as for a model, and facts that say no model
-    ran here (its schedule, CLIP weights, inference and precision are whatever made the images: not recorded)."""
-    from ldp.labels import Label, _entry, data_label
-
-    source = summary.get("data_source") or {}
-    not_here = f"n/a (restorations from {restorations_dir})"
-    return _entry({
-        "data": data_label(source.get("name", ""), source.get("split", ""), source.get("image_sizes_wxh") or {}),
-        "schedule": Label(not_here, f"restorations from {restorations_dir.name}: how they were made is not "
-                                    "recorded here"),
-        "clip_weights": Label("n/a"), "inference": Label(not_here), "precision": Label("n/a"),
-        "augment": Label("n/a"), "combined_input": Label("n/a"),
-    })
-
-
 def evaluate_restorations(
     restorations_dir: str | Path,
     dataset_root: str | Path,
@@ -679,6 +663,6 @@ def evaluate_restorations(
         "timing_s": {"model": 0.0, "metrics": time.perf_counter() - t0, "metrics_over_model": None,
                      "device": str(device)},
     }
-    summary["labels"] = _json_clean(_restoration_labels(_json_clean(summary), rdir))
-    summary = write_outputs(out_dir, scorer, summary, cfg)
+    summary = write_outputs(out_dir, scorer, summary, cfg,
+                            labeller=lambda done: restoration_labels(done, rdir))
     return EvalResult(per_image=scorer.table(ids[0]), summary=summary, out_dir=out_dir)

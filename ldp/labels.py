@@ -171,3 +171,18 @@ def evaluation_labels(summary: Mapping[str, Any]) -> dict[str, Any]:
 def flat_labels(entry: Mapping[str, Any]) -> dict[str, str]:
     """The string facts of a labels entry (what ``scores.json`` carries: DVC drops lists from its tables)."""
     return {key: value for key, value in entry.items() if isinstance(value, str)}
+
+
+def restoration_labels(summary: Mapping[str, Any], restorations_dir: Any) -> dict[str, Any]:
+    """Labels of a restorations-folder evaluation (``ldp evaluate --restorations``): the data and subsets labels as
+    for a model, and facts that say no model ran here (how the images were made is not recorded)."""
+    source = summary.get("data_source") or {}
+    name = getattr(restorations_dir, "name", str(restorations_dir))
+    not_here = f"n/a (restorations from {restorations_dir})"
+    return _entry({
+        "data": data_label(source.get("name", ""), source.get("split", ""), source.get("image_sizes_wxh") or {}),
+        "schedule": Label(not_here, f"restorations from {name}: how they were made is not recorded here"),
+        "clip_weights": Label("n/a"), "inference": Label(not_here), "precision": Label("n/a"),
+        "augment": Label("n/a"), "combined_input": Label("n/a"),
+        "subsets": subsets_label(source.get("categories", ""), summary.get("metrics")),
+    })

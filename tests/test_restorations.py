@@ -182,3 +182,16 @@ def test_restorations_of_real_scenes(realdp_dpdd, tmp_path):
     assert res.summary["n_images"] == 2 and set(record["protocols"]) == set(PROTOCOLS)
     for pid in list(PROTOCOLS)[1:]:
         assert record["protocols"][pid]["drift_from_default"]["psnr"]["n_images"] == 2
+
+
+def test_restoration_labels_come_from_ldp_labels_with_the_subsets_label():
+    from ldp.data.manifest import UNVERIFIED_LISTS
+    from ldp.labels import restoration_labels
+
+    summary = {"data_source": {"name": "dpdd", "split": "test", "image_sizes_wxh": {"1680x1120": 76},
+                               "categories": UNVERIFIED_LISTS},
+               "metrics": {"all": {"n_images": 76}, "indoor": {"n_images": 37}, "outdoor": {"n_images": 39}}}
+    labels = restoration_labels(summary, Path("published/method-x"))
+    assert labels["subsets"] == f"indoor/outdoor: {UNVERIFIED_LISTS}"
+    assert any("UNVERIFIED scene lists" in c for c in labels["caveats"])
+    assert labels["inference"] == "n/a (restorations from published/method-x)"
