@@ -237,11 +237,12 @@ def summarize_rows(repo: Path) -> dict:
         if entry["recipe"] in ("restormer", "deeprft", "nafnet") and row["precision"] != "fp32":
             problems.append(f"{name}: precision {row['precision']}, the official recipe trains in fp32")
         if m["experiment"]["blurmap_config"]["estimator"] == "clip":  # the input map's CLIP, or L_bal's
-            fed_map = m.get("blurmap")  # None: a network without a blur-map input (L_bal only)
-            source = fed_map["meta"].get("weights_source", "") if fed_map else "is not the release's (L_bal)"
-            if row["clip_weights"] != "checkpoint" or "is not the release's" not in source:
-                problems.append(f"{name}: CLIP weights {row['clip_weights']} from {source!r}; expected the "
-                                "rehearsal's files in the openai slot, labelled as not OpenAI's release")
+            if row["clip_weights"] != "checkpoint":
+                problems.append(f"{name}: CLIP weights labelled {row['clip_weights']!r}; the rehearsal's files in "
+                                "the openai slot are not OpenAI's release and must be labelled 'checkpoint'")
+            fed_map = m.get("blurmap")  # None: a network without a blur-map input (its CLIP is L_bal's)
+            if fed_map and "is not the release's" not in fed_map["meta"].get("weights_source", ""):
+                problems.append(f"{name}: its blur map's meta.json does not say the CLIP file is not the release")
         out[name] = row
     if problems:
         raise SystemExit("rehearsal checks failed:\n  " + "\n  ".join(problems))
