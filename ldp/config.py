@@ -24,7 +24,8 @@ T = TypeVar("T")
 DEFAULT_PARAMS = Path("params.yaml")
 # Every top-level section a params file may have (each is read by the stages that declare it in dvc.yaml).
 TOP_LEVEL_KEYS = ("extends", "paths", "data", "blurmaps", "train", "ldp_losses", "recipes", "experiments",
-                  "evaluate", "complexity", "mlflow", "figures", "tables", "report")
+                  "evaluate", "complexity", "mlflow", "figures", "tables", "report", "real_sets",
+                  "not_runnable")
 # The section whose values are file locations: each relative one resolves against the folder of the params file that
 # set it (ldp.runs.layout_of), so load_params records which file of an ``extends`` chain set each of its keys.
 PATHS_SECTION = "paths"

@@ -46,7 +46,8 @@ class PathsConfig:
     dataset: str = "data/dataset"  # a prepared dataset root (manifest.csv), written by the data stage
     blurmaps: str = "data/blurmaps"  # one folder per blur-map id
     checkpoints: str = "checkpoints"  # one folder per experiment
-    results: str = "results"  # training/, eval/, figures/, tables/, report/
+    results: str = "results"  # training/, eval/, real/, figures/, tables/, report/
+    real: str = "data/real"  # the prepared real test sets of params `real_sets` and their blur maps
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Layout:
     blurmaps: Path = Path("data/blurmaps")
     checkpoints: Path = Path("checkpoints")
     results: Path = Path("results")
+    real: Path = Path("data/real")
     where: tuple[tuple[str, str], ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     def key_of(self, name: str) -> str:
