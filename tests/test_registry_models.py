@@ -49,7 +49,7 @@ def test_core_models_registered():
 
 
 def test_list_models_pattern():
-    assert ldp.list_models("ldp-*") == ["ldp-large", "ldp-small"]
+    assert ldp.list_models("ldp-*") == ["ldp-large", "ldp-small", "ldp-small-gr"]
     assert set(ldp.list_models("nafnet*")) >= {"nafnet-dp", "nafnet-gopro-w32"}
     assert ldp.list_models("no-such-*") == []
     assert ldp.list_models() == sorted(ldp.list_models())
@@ -242,6 +242,26 @@ def test_ldp_multilevel_bpa_option():
             assert p.grad is not None and p.grad.any(), name
     with pytest.raises(ValueError, match="bpa_levels"):
         ldp.build_model("ldp-small", tiny=True, bpa_levels=(3,))
+
+
+def test_ldp_small_gr_is_ldp_small_plus_the_view_average():
+    """Our variant: the released weights layout, and with the output conv zeroed it returns exactly (L+R)/2 (whole
+    image and through the tiled stem/body split); ldp-small itself keeps no residual."""
+    from ldp.models.tiling import infer
+
+    torch.manual_seed(0)
+    gr = ldp.build_model("ldp-small-gr", tiny=True).eval()
+    released = ldp.build_model("ldp-small", tiny=True).eval()
+    assert gr.state_dict().keys() == released.state_dict().keys()
+    assert released.config.global_residual == "none" and "OURS" in ldp.get_spec("ldp-small-gr").description
+    x = _inputs("dp+blurmap")
+    with torch.no_grad():
+        gr.output.weight.zero_()
+        released.load_state_dict(gr.state_dict())
+        average = 0.5 * (x[:, :3] + x[:, 3:6])
+        torch.testing.assert_close(gr(x), average)
+        torch.testing.assert_close(infer(gr, x, "tiled", tile=16, overlap=4), average)
+        assert released(x).abs().max() == 0
 
 
 def test_template_baseline_follows_the_conventions(monkeypatch):

@@ -15,8 +15,9 @@ Released quirks kept for weight compatibility (docs/models.md): ``ca.qkv_dwconv`
 starts from the attention output; the 32x32 pooled blur map is added to the 32x32 *channel* affinity; the inner
 NAFNet's ``img_channel`` argument is ignored (its intro/ending convs are width->width).
 
-Registered: ``ldp-small`` (the released config, 7,624,961 params) and ``ldp-large`` (encoder [4,4,8,8],
-decoder [8,8,4,4], middle 5: our choice, see docs/models.md). ``bpa_levels`` adds BPA blocks inside the UNet (the
+Registered: ``ldp-small`` (the released config, 7,624,961 params), ``ldp-large`` (encoder [4,4,8,8],
+decoder [8,8,4,4], middle 5: our choice, see docs/models.md) and ``ldp-small-gr`` (OURS: ldp-small plus a global
+residual on (L+R)/2, same weights layout; for the CPU profile, where the released design cannot reach its input). ``bpa_levels`` adds BPA blocks inside the UNet (the
 multi-block design of the paper's Fig. 2); it is off by default.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -121,6 +123,9 @@ class LDPConfig:
     dim: int = 32
     inner: LDPInnerConfig = field(default_factory=LDPInnerConfig)
     bpa_levels: tuple[int, ...] = ()
+    # OURS, not in the released code: "dp-mean" adds (L+R)/2 to the output, so an untrained network starts at the
+    # view average instead of near 13 dB (registered as ldp-small-gr; ldp-small stays as released)
+    global_residual: Literal["none", "dp-mean"] = "none"
 
 
 class LDP(nn.Module):
@@ -169,7 +174,12 @@ class LDP(nn.Module):
         f = self.ca(self.patch_embed(image), blur)
         hook = partial(self._level_bpa, blur) if self.config.bpa_levels else None
         y = self.naf(f, level_hook=hook) + self.skip_conv(f)
-        return self.output(y)
+        return self._add_residual(self.output(y), image)
+
+    def _add_residual(self, out: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        if self.config.global_residual == "dp-mean":
+            return out + 0.5 * (image[:, :3] + image[:, 3:6])
+        return out
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] <= self.inp_channels:
@@ -182,13 +192,14 @@ class LDP(nn.Module):
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        blur = x[:, -1:]
-        return torch.cat((self.ca(self.patch_embed(x[:, : self.inp_channels]), blur), blur), dim=1)
+        image, blur = x[:, : self.inp_channels], x[:, -1:]
+        return torch.cat((self.ca(self.patch_embed(image), blur), image, blur), dim=1)
 
     def _body(self, stem_out: torch.Tensor) -> torch.Tensor:
-        f, blur = stem_out[:, :-1], stem_out[:, -1:]
+        dim = self.config.dim
+        f, image, blur = stem_out[:, :dim], stem_out[:, dim:-1], stem_out[:, -1:]
         hook = partial(self._level_bpa, blur) if self.config.bpa_levels else None
-        return self.output(self.naf(f, level_hook=hook) + self.skip_conv(f))
+        return self._add_residual(self.output(self.naf(f, level_hook=hook) + self.skip_conv(f)), image)
 
     def _level_bpa(self, blur: torch.Tensor, level: int, feats: torch.Tensor) -> torch.Tensor:
         block = self.level_bpa[str(level)] if str(level) in self.level_bpa else None
@@ -226,4 +237,17 @@ def ldp_small(config: LDPConfig) -> LDP:
     description="LDP-Large (20.37 M; paper 19.6 M): enc [4,4,8,8], middle 5 (our choice), dec [8,8,4,4]",
 )
 def ldp_large(config: LDPConfig) -> LDP:
+    return LDP(config)
+
+
+@register_model(
+    "ldp-small-gr",
+    config=LDPConfig,
+    defaults={**SMALL, "global_residual": "dp-mean"},
+    tiny=TINY,
+    input_kind="dp+blurmap",
+    inference="whole",
+    description="OURS, not the paper's: LDP-Small plus a global residual on the view average (L+R)/2",
+)
+def ldp_small_gr(config: LDPConfig) -> LDP:
     return LDP(config)
