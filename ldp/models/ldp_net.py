@@ -17,8 +17,8 @@ NAFNet's ``img_channel`` argument is ignored (its intro/ending convs are width->
 
 Registered: ``ldp-small`` (the released config, 7,624,961 params), ``ldp-large`` (encoder [4,4,8,8],
 decoder [8,8,4,4], middle 5: our choice, see docs/models.md) and ``ldp-small-gr`` (OURS: ldp-small plus a global
-residual on (L+R)/2, same weights layout; for the CPU profile, where the released design cannot reach its input). ``bpa_levels`` adds BPA blocks inside the UNet (the
-multi-block design of the paper's Fig. 2); it is off by default.
+residual on (L+R)/2, same weights layout; for the CPU profile, where the released design cannot reach its input).
+``bpa_levels`` adds BPA blocks inside the UNet (the multi-block design of the paper's Fig. 2); it is off by default.
 """
 
 from __future__ import annotations
