@@ -4,10 +4,13 @@ baselines and experiments first, then any other folder of results/eval with a pr
 folder scored with `ldp evaluate --restorations`) →
 results/tables/.
 
-Reads params `experiments` (which rows go in which table); the labels come from the evaluations' metrics.json, the
-drift from their protocols.json."""
+Also one table per real DP test set (real-<set>.csv, from stage evaluate_real's results/real/) and checks.md (does
+every trained row beat its input, the oracle map against a zero map, the best row on each real set).
 
-from dataclasses import dataclass
+Reads params `experiments` (which rows go in which table) and `not_runnable` (rows shown with a reason, no numbers);
+the labels come from the evaluations' metrics.json, the drift from their protocols.json."""
+
+from dataclasses import dataclass, field
 
 from ldp.config import where_of
 from ldp.experiments import ExperimentConfig, load_experiments
@@ -15,7 +18,7 @@ from ldp.literature import write_literature_table
 from ldp.models.input_baselines import INPUT_BASELINES
 from ldp.protocol_drift import drift_files
 from ldp.runs import Layout, layout_of
-from ldp.tables import check_table_labels, refuse_tables_section, write_tables
+from ldp.tables import NotRunnable, check_table_labels, load_not_runnable, refuse_tables_section, write_tables
 from pipelines.common import no_args, run_stage
 
 
@@ -23,6 +26,7 @@ from pipelines.common import no_args, run_stage
 class TablesJob:
     experiments: dict[str, ExperimentConfig]
     layout: Layout = Layout()
+    not_runnable: dict[str, NotRunnable] = field(default_factory=dict)
 
 
 def configure(params, argv) -> TablesJob:
@@ -30,14 +34,16 @@ def configure(params, argv) -> TablesJob:
     refuse_tables_section(params)
     experiments = load_experiments(params)
     check_table_labels(experiments, where_of(params))
-    return TablesJob(experiments, layout_of(params))
+    return TablesJob(experiments, layout_of(params), load_not_runnable(params))
 
 
 def run(job: TablesJob) -> None:
     results = job.layout.results
     runs = [*INPUT_BASELINES, *job.experiments]
+    real = results / "real"
     write_tables(job.experiments, results / "eval", results / "tables",
-                 extra_files=drift_files(results / "eval", runs, others=True))
+                 extra_files=drift_files(results / "eval", runs, others=True), not_runnable=job.not_runnable,
+                 real_dir=real if (real / "index.json").is_file() else None)
     write_literature_table(results / "eval", results / "tables")  # after write_tables, which replaces the folder
 
 

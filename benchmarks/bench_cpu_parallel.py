@@ -1,0 +1,100 @@
+"""How to spend 2 CPU cores on one training run: one process with 2 threads, or 2 data-parallel processes (gloo)
+with 1 thread each, at the same global batch; and fp32 against bf16 autocast. Prints seconds per optimiser step
+and the ratios, all measured in this one run (absolute times vary between machines).
+
+    python benchmarks/bench_cpu_parallel.py --models nafnet-dp ldp-small-gr --patch 128 --batch 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import time
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from ldp.losses import LossConfig
+from ldp.train import Engine, Runtime, TrainConfig
+
+
+def _batch(n: int, patch: int, seed: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    out = {k: torch.rand(n, 3, patch, patch, generator=gen) for k in ("left", "right", "target")}
+    out["blurmap"] = torch.rand(n, 1, patch, patch, generator=gen)
+    return out
+
+
+def _engine(name: str, patch: int, batch: int, precision: str, rank: int = 0, world: int = 1) -> Engine:
+    """The trainer's engine; with ``world`` > 1 (process group joined) it wraps the network in DDP itself."""
+    cfg = TrainConfig(iters=1000, patch_size=patch, batch_size=batch, device="cpu", precision=precision,
+                      loss=LossConfig(charbonnier=1.0))
+    return Engine(cfg, name, Runtime(torch.device("cpu"), rank=rank, world=world, precision=precision))
+
+
+def _time_steps(engine: Engine, data: dict, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        engine.step(data)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        engine.step(data)
+    return (time.perf_counter() - t0) / steps
+
+
+def single(name: str, patch: int, batch: int, threads: int, precision: str, steps: int, warmup: int) -> float:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    return _time_steps(_engine(name, patch, batch, precision), _batch(batch, patch, 0), steps, warmup)
+
+
+def _rank(rank: int, world: int, port: int, name: str, patch: int, batch: int, steps: int, warmup: int, out) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    engine = _engine(name, patch, batch, "fp32", rank, world)
+    seconds = _time_steps(engine, _batch(batch // world, patch, rank), steps, warmup)
+    out.put((rank, seconds))
+    dist.destroy_process_group()
+
+
+def data_parallel(name: str, patch: int, batch: int, steps: int, warmup: int, world: int = 2) -> float:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_rank, args=(r, world, port, name, patch, batch, steps, warmup, queue))
+             for r in range(world)]
+    for p in procs:
+        p.start()
+    times = [queue.get()[1] for _ in procs]
+    for p in procs:
+        p.join()
+    return max(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", nargs="+", default=["nafnet-dp", "ldp-small-gr"])
+    ap.add_argument("--patch", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=1)
+    args = ap.parse_args()
+    print(f"patch {args.patch}, global batch {args.batch}, {args.steps} timed steps after {args.warmup} warm-up")
+    print("| model | 1 proc x 2 threads fp32 (s/step) | 2 procs x 1 thread fp32 | ratio | 1 proc x 2 threads bf16 | "
+          "ratio |")
+    print("|---|---|---|---|---|---|")
+    for name in args.models:
+        base = single(name, args.patch, args.batch, 2, "fp32", args.steps, args.warmup)
+        ddp = data_parallel(name, args.patch, args.batch, args.steps, args.warmup)
+        bf16 = single(name, args.patch, args.batch, 2, "bf16", args.steps, args.warmup)
+        print(f"| {name} | {base:.2f} | {ddp:.2f} | {base / ddp:.2f}x | {bf16:.2f} | {base / bf16:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

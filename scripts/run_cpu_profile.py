@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""The CPU profile (profiles/cpu.yaml) from one command: `make cpu`.
+
+    python scripts/run_cpu_profile.py --work .cpu-profile            (what `make cpu` runs)
+    python scripts/run_cpu_profile.py --work .cpu-profile --stage train    (only up to the training stages)
+
+It writes ``<work>/repo``, a work copy of the project whose params.yaml is profiles/cpu.yaml resolved (the real
+sets' roots made absolute), and runs `dvc repro` there; a second call re-syncs the code and re-runs only what
+changed. Then it copies what a reader needs (tables, report, figures, training curves, the evaluations' metrics)
+into ``--publish`` (default results/cpu/), replacing it in one step, with ``run.json``: the wall time, this
+machine's CPU and threads, the git revision. Without ../shared/realdp the real sets are dropped and run.json says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))
+
+from workspace import BIN, find_shared, init_repo, run, sync_code, workspace_env, write_params  # noqa: E402
+
+PROFILE = REPO / "profiles" / "cpu.yaml"
+REALDP = "realdp"
+# What is published: (folder under results/, file patterns kept in it).
+PUBLISHED = (("tables", ("*",)), ("report", ("*",)), ("figures", ("*",)), ("real", ("*.json", "*.csv", "*.md")),
+             ("training", ("*.json", "*.csv")), ("eval", ("metrics.json", "scores.json", "per_image.csv")))
+
+
+def resolved_params(shared: Path | None) -> tuple[dict, list[str]]:
+    """profiles/cpu.yaml resolved, each real set's root absolute; sets whose data is absent are dropped (noted)."""
+    from ldp.config import load_params
+
+    params = dict(load_params(PROFILE))
+    notes, sets = [], {}
+    for name, entry in (params.get("real_sets") or {}).items():
+        root = Path(entry["root"])
+        if not root.is_absolute():
+            rel = Path(*root.parts[2:]) if root.parts[:2] == ("..", "shared") else None
+            root = (shared / rel) if (shared is not None and rel is not None) else (REPO / root)
+        if root.is_dir():
+            sets[name] = {**entry, "root": str(root.resolve())}
+        else:
+            notes.append(f"real set {name!r} dropped: {root} not found")
+    params["real_sets"] = sets
+    return params, notes
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def publish(results: Path, dest: Path, record: dict) -> None:
+    from ldp.fsutil import atomic_dir
+
+    with atomic_dir(dest) as tmp:
+        for folder, patterns in PUBLISHED:
+            src = results / folder
+            if not src.is_dir():
+                continue
+            for pattern in patterns:
+                for path in src.rglob(pattern):
+                    if path.is_file() and "samples" not in path.relative_to(src).parts:
+                        out = tmp / folder / path.relative_to(src)
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(path, out)
+        if (results / "complexity.md").is_file():
+            shutil.copy2(results / "complexity.md", tmp / "complexity.md")
+        (tmp / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=REPO / ".cpu-profile", help="work folder (created, then reused)")
+    ap.add_argument("--publish", type=Path, default=REPO / "results" / "cpu", help="where the results are copied")
+    ap.add_argument("--stage", default="", help="`dvc repro` only this stage and what it needs (e.g. train)")
+    args = ap.parse_args(argv)
+    shared = find_shared(REALDP)
+    params, notes = resolved_params(shared)
+    for note in notes:
+        print(f"note: {note}")
+    work = args.work.resolve()
+    repo = work / "repo"
+    repo.mkdir(parents=True, exist_ok=True)
+    log = work / "cpu-profile.log"
+    sync_code(repo)
+    write_params(repo, params, "profiles/cpu.yaml resolved by scripts/run_cpu_profile.py")
+    env = workspace_env(repo)
+    init_repo(repo, env, log, "cpu-profile")
+    t0 = time.perf_counter()
+    run([str(BIN / "dvc"), "repro", *([args.stage] if args.stage else [])], repo, env, log, echo=True)
+    seconds = time.perf_counter() - t0
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    record = {"profile": "profiles/cpu.yaml", "git_revision": rev.strip(), "stage": args.stage or "all",
+              "dvc_repro_seconds": round(seconds, 1), "finished": datetime.now(timezone.utc).isoformat(),
+              "machine": machine(), "notes": notes, "real_sets": sorted(params["real_sets"]),
+              "caveat": "a second call re-runs only the stages whose code or params changed: dvc_repro_seconds is "
+                        "this call's time, not the whole profile's unless the work folder was new"}
+    (work / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    if not args.stage:
+        publish(repo / "results", args.publish.resolve(), record)
+        print(f"published to {args.publish}; report: {args.publish / 'report' / 'index.html'}")
+    print(f"dvc repro took {seconds / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
