@@ -34,6 +34,7 @@ class ReportConfig:
         "notebooks/04-figures.ipynb",
         "notebooks/05-protocols.ipynb",
         "notebooks/06-literature.ipynb",
+        "notebooks/07-real-scenes.ipynb",
     )
     timeout_s: int = 600
 

@@ -120,3 +120,13 @@ def test_evaluate_real_needs_the_prepared_sets_and_the_checkpoints(tmp_path):
     with pytest.raises(ConfigError, match=r"net/model.pt: no trained weights for experiment 'net'"):
         evaluate_real.run(job)
     assert not (tmp_path / "results").exists()
+
+
+def test_notebook_07_renders_the_real_tables_and_the_checks(finished, tmp_path):
+    from ldp.report import render_notebooks
+
+    repo = Path(__file__).resolve().parents[1]
+    render_notebooks([repo / "notebooks" / "07-real-scenes.ipynb"], tmp_path / "report",
+                     {"results_dir": str(finished / "results")}, timeout=120)
+    html = (tmp_path / "report" / "07-real-scenes.html").read_text()
+    assert "Real scenes: " in html and "gr-oracle minus gr-zero" in html and "Traceback" not in html

@@ -89,7 +89,7 @@ def test_tables_figures_and_report_carry_the_labels(rehearsal):
     assert "not the DPDD test set" in labels and "short schedule" in labels and "random CLIP weights" not in labels
     assert any((repo / "results/figures").iterdir())
     for nb in ("01-main-table", "02-ablations", "03-complexity", "04-figures", "05-protocols", "06-literature",
-               "index"):
+               "07-real-scenes", "index"):
         assert (repo / "results/report" / f"{nb}.html").is_file(), nb
     drift = pd.read_csv(repo / "results/tables/protocol_drift.csv")
     assert {"restormer-dp", "deeprft-dp", "input-average"} <= set(drift["run"])
