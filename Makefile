@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED := 1
 # dvc.yaml runs `python -m pipelines.<stage>`: the venv comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install reproduce test test-fast lint bench repro-env paper rehearse-paper
+.PHONY: install reproduce test test-fast lint bench repro-env paper rehearse-paper cpu
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -62,3 +62,8 @@ paper: repro-env
 # CLIP files, every row of the grid): docs/reproducing.md, "The dress rehearsal". Scratch folder: .rehearsal/
 rehearse-paper: repro-env
 	$(BIN)/python scripts/rehearse_paper.py --work .rehearsal
+
+# The CPU profile (profiles/cpu.yaml): numbers that carry information on 2 CPU cores, offline, in under 2 hours
+# (docs/reproducing.md, "The CPU profile"). Work copy: .cpu-profile/; results copied to results/cpu/.
+cpu: repro-env
+	$(BIN)/python scripts/run_cpu_profile.py --work .cpu-profile

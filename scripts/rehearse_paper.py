@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,9 +35,11 @@ import yaml
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import workspace  # noqa: E402
+from workspace import run  # noqa: E402
+
 SHARED_DPDD = "realdp/dpdd_canon_dev_dpddlayout/dd_dp_dataset_canon"
-CODE = ["ldp", "baselines", "pipelines", "notebooks", "profiles", "dvc.yaml", "params.yaml", "pyproject.toml",
-        ".dvcignore", ".gitignore", "results/README.md"]
 CROP_HW = (96, 144)
 SPLIT_SCENES = {"train": range(4, 6), "val": range(6, 7), "test": range(0, 4)}
 INDOOR_1BASED = [1, 3]  # written by the rehearsal: an official-style label file, not DPDD's real labels
@@ -48,10 +49,7 @@ OFFICIAL_INFERENCE = {"restormer-dp": "whole", "deeprft-dp": "windows"}
 
 
 def find_shared() -> Path | None:
-    for base in (REPO.parent / "shared", Path(os.environ.get("LDP_SHARED", "/nonexistent"))):
-        if (base / SHARED_DPDD).is_dir():
-            return base
-    return None
+    return workspace.find_shared(SHARED_DPDD)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -159,37 +157,11 @@ def write_workspace(work: Path, data_root: Path) -> Path:
     if repo.exists():
         shutil.rmtree(repo)
     repo.mkdir(parents=True)
-    for item in CODE:
-        src, dst = REPO / item, repo / item
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
+    workspace.sync_code(repo)
     params = dict(load_params(REPO / "profiles" / "rehearsal.yaml"))
     params["data"] = {**params["data"], "root": str(data_root)}
-    (repo / "params.yaml").write_text("# profiles/rehearsal.yaml resolved by scripts/rehearse_paper.py\n"
-                                      + yaml.safe_dump(params, sort_keys=False))
+    workspace.write_params(repo, params, "profiles/rehearsal.yaml resolved by scripts/rehearse_paper.py")
     return repo
-
-
-def rehearsal_env(work: Path, repo: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_EXP_NAME")}
-    env.update({"HOME": str(work / "home"), "HF_HOME": str(work / "home" / "hf"), "HF_HUB_OFFLINE": "1",
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-                "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONPATH": str(repo), "PYTHONUNBUFFERED": "1"})
-    return env
-
-
-def run(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
-    print("$", " ".join(args), flush=True)
-    with open(log, "a") as fh:
-        fh.write(f"$ {' '.join(args)}\n")
-        fh.flush()
-        res = subprocess.run(args, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    if res.returncode != 0:
-        tail = log.read_text()[-4000:]
-        raise SystemExit(f"{' '.join(args)} failed (exit {res.returncode}); log {log}:\n{tail}")
 
 
 # ------------------------------------------------------------------------------------------------ checks
@@ -275,12 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     timings["setup_s"] = time.perf_counter() - t0
 
     repo = write_workspace(work, official)
-    env = rehearsal_env(work, repo)
-    dvc = str(Path(sys.executable).parent / "dvc")
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "ldp-bench rehearsal"],
-                ["git", "config", "user.email", "rehearsal@localhost"], [dvc, "init", "-q"],
-                [dvc, "config", "core.analytics", "false"]):
-        run(cmd, repo, env, log)
+    env = workspace.workspace_env(repo, home=work / "home")
+    dvc = str(workspace.BIN / "dvc")
+    workspace.init_repo(repo, env, log, "rehearsal")
     t1 = time.perf_counter()
     run([dvc, "repro"], repo, env, log)
     timings["dvc_repro_s"] = time.perf_counter() - t1
