@@ -32,16 +32,17 @@ from workspace import BIN, find_shared, init_repo, run, sync_code, workspace_env
 
 PROFILE = REPO / "profiles" / "cpu.yaml"
 REALDP = "realdp"
+HISTORY = "run-history.jsonl"
 # What is published: (folder under results/, file patterns kept in it).
 PUBLISHED = (("tables", ("*",)), ("report", ("*",)), ("figures", ("*",)), ("real", ("*.json", "*.csv", "*.md")),
              ("training", ("*.json", "*.csv")), ("eval", ("metrics.json", "scores.json", "per_image.csv")))
 
 
-def resolved_params(shared: Path | None) -> tuple[dict, list[str]]:
-    """profiles/cpu.yaml resolved, each real set's root absolute; sets whose data is absent are dropped (noted)."""
+def resolved_params(profile: Path, shared: Path | None) -> tuple[dict, list[str]]:
+    """The profile resolved, each real set's root absolute; sets whose data is absent are dropped (noted)."""
     from ldp.config import load_params
 
-    params = dict(load_params(PROFILE))
+    params = dict(load_params(profile))
     notes, sets = [], {}
     for name, entry in (params.get("real_sets") or {}).items():
         root = Path(entry["root"])
@@ -78,7 +79,7 @@ def publish(results: Path, dest: Path, record: dict) -> None:
                 continue
             for pattern in patterns:
                 for path in src.rglob(pattern):
-                    if path.is_file() and "samples" not in path.relative_to(src).parts:
+                    if path.is_file() and "samples" not in path.relative_to(src).parts and path.suffix != ".npz":
                         out = tmp / folder / path.relative_to(src)
                         out.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copy2(path, out)
@@ -92,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=REPO / ".cpu-profile", help="work folder (created, then reused)")
     ap.add_argument("--publish", type=Path, default=REPO / "results" / "cpu", help="where the results are copied")
     ap.add_argument("--stage", default="", help="`dvc repro` only this stage and what it needs (e.g. train)")
+    ap.add_argument("--profile", type=Path, default=PROFILE, help="the params profile (default profiles/cpu.yaml)")
     args = ap.parse_args(argv)
     shared = find_shared(REALDP)
-    params, notes = resolved_params(shared)
+    params, notes = resolved_params(args.profile.resolve(), shared)
     for note in notes:
         print(f"note: {note}")
     work = args.work.resolve()
@@ -102,18 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     repo.mkdir(parents=True, exist_ok=True)
     log = work / "cpu-profile.log"
     sync_code(repo)
-    write_params(repo, params, "profiles/cpu.yaml resolved by scripts/run_cpu_profile.py")
+    write_params(repo, params, f"{args.profile} resolved by scripts/run_cpu_profile.py")
     env = workspace_env(repo)
     init_repo(repo, env, log, "cpu-profile")
     t0 = time.perf_counter()
     run([str(BIN / "dvc"), "repro", *([args.stage] if args.stage else [])], repo, env, log, echo=True)
     seconds = time.perf_counter() - t0
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
-    record = {"profile": "profiles/cpu.yaml", "git_revision": rev.strip(), "stage": args.stage or "all",
+    record = {"profile": str(args.profile), "git_revision": rev.strip(), "stage": args.stage or "all",
               "dvc_repro_seconds": round(seconds, 1), "finished": datetime.now(timezone.utc).isoformat(),
               "machine": machine(), "notes": notes, "real_sets": sorted(params["real_sets"]),
               "caveat": "a second call re-runs only the stages whose code or params changed: dvc_repro_seconds is "
                         "this call's time, not the whole profile's unless the work folder was new"}
+    with open(work / HISTORY, "a") as fh:  # every call, so a profile run in several calls can be totalled
+        fh.write(json.dumps(record) + "\n")
+    record["history"] = [json.loads(line) for line in (work / HISTORY).read_text().splitlines() if line.strip()]
     (work / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     if not args.stage:
         publish(repo / "results", args.publish.resolve(), record)
