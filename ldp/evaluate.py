@@ -491,6 +491,12 @@ def evaluate(
     return EvalResult(per_image=scorer.table(ids[0]), summary=summary, out_dir=out_dir)
 
 
+def mean_metrics(summary: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    """``{"<prefix>.<subset>.<metric>": mean}`` of every metric with a mean: what the tracker logs for a run."""
+    return {f"{prefix}.{subset}.{m}": v["mean"] for subset, stats in summary["metrics"].items()
+            for m, v in stats.items() if isinstance(v, dict) and v.get("mean") is not None}
+
+
 def scores(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``{subset: {metric: mean, "n_images": n}, "labels": {fact: text}}``: the numbers of ``metrics.json`` that DVC
     compares, and its labels' string facts (``dvc metrics show`` prints them as columns; ldp.labels)."""

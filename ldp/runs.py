@@ -224,7 +224,7 @@ def load_trained(checkpoint_dir: str | Path) -> TrainedRun:
 
 
 def evaluate_experiment(job: EvalJob):
-    from ldp.evaluate import evaluate
+    from ldp.evaluate import evaluate, mean_metrics
     from ldp.tracking import Tracker
 
     layout = job.layout
@@ -238,9 +238,7 @@ def evaluate_experiment(job: EvalJob):
     tags = _tags(exp, "evaluate", protocol=result.summary["protocol"])
     with Tracker(job.evaluate, exp.primary_table(), _run_name(exp, "evaluate"), tags, out_dir=out,
                  enabled=job.mlflow.enabled) as tracker:
-        for subset, stats in result.summary["metrics"].items():
-            tracker.log_metrics({f"test.{subset}.{m}": v["mean"] for m, v in stats.items()
-                                 if isinstance(v, dict) and v.get("mean") is not None})
+        tracker.log_metrics(mean_metrics(result.summary, "test"))
         tracker.log_artifact(out / "per_image.csv")
         tracker.log_artifact(out / "samples", "samples")
     return result

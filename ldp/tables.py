@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ldp.config import ConfigError, section, subsection, where_of
+from ldp.data.real import INDEX_JSON
 from ldp.evaluate import METRICS_JSON
 from ldp.experiments import TABLES, ExperimentConfig
 from ldp.fsutil import atomic_dir
@@ -68,6 +69,11 @@ def _blank_row(name: str, label: str, reason: str) -> dict[str, Any]:
             "not_comparable_because": reason, "paper_source": "n/a"}
 
 
+def _with_blanks(df: pd.DataFrame, blanks: list[dict[str, Any]]) -> pd.DataFrame:
+    """``df`` with the blank rows appended (after the gains: they have none)."""
+    return pd.concat([df, pd.DataFrame(blanks)], ignore_index=True) if blanks else df
+
+
 def refuse_tables_section(params: Mapping[str, Any]) -> None:
     """The ``tables`` section is gone (its one key, ``profile``, named the labels; they now come from what was run):
     a params file that still sets it gets an error, not a silently ignored key."""
@@ -114,11 +120,14 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise ValueError(f"{path}: {what} not readable: {exc}") from exc
 
 
+def _experiment_row(name: str, exp: ExperimentConfig) -> dict[str, Any]:
+    return {"experiment": name, "label": row_label(name, exp), "model": exp.model, "blurmap": exp.blurmap,
+            "ldp_losses": exp.ldp_losses}
+
+
 def table_row(table: str, name: str, exp: ExperimentConfig, metrics: Mapping[str, Any]) -> dict[str, Any]:
     """One row of ``table``: the experiment's means and CIs, the paper's values and the differences."""
-    row = {"experiment": name, "label": row_label(name, exp), "model": exp.model, "blurmap": exp.blurmap,
-           "ldp_losses": exp.ldp_losses}
-    return _fill_row(row, paper_row(exp.tables[table]), metrics)
+    return _fill_row(_experiment_row(name, exp), paper_row(exp.tables[table]), metrics)
 
 
 def input_baseline_row(name: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,10 +185,9 @@ def build_table(table: str, experiments: Mapping[str, ExperimentConfig], eval_di
     for name, exp in experiments.items():
         if table in exp.tables:
             rows.append(table_row(table, name, exp, _read_metrics(eval_dir, name, "experiment")))
-    df = add_gains(pd.DataFrame(rows), eval_dir)
     blanks = [_blank_row(name, row.label, row.reason) for name, row in (not_runnable or {}).items()
               if row.table == table]
-    return pd.concat([df, pd.DataFrame(blanks)], ignore_index=True) if blanks else df
+    return _with_blanks(add_gains(pd.DataFrame(rows), eval_dir), blanks)
 
 
 def build_real_table(set_dir: Path, experiments: Mapping[str, ExperimentConfig]) -> pd.DataFrame:
@@ -193,11 +201,8 @@ def build_real_table(set_dir: Path, experiments: Mapping[str, ExperimentConfig])
             reason = _read_json(missing, "reason").get("reason", "not available")
             blanks.append(_blank_row(name, row_label(name, exp), f"not available on this set: {reason}"))
             continue
-        row = {"experiment": name, "label": row_label(name, exp), "model": exp.model, "blurmap": exp.blurmap,
-               "ldp_losses": exp.ldp_losses}
-        rows.append(_fill_row(row, None, _read_metrics(set_dir, name, "experiment")))
-    df = add_gains(pd.DataFrame(rows), set_dir)
-    return pd.concat([df, pd.DataFrame(blanks)], ignore_index=True) if blanks else df
+        rows.append(_fill_row(_experiment_row(name, exp), None, _read_metrics(set_dir, name, "experiment")))
+    return _with_blanks(add_gains(pd.DataFrame(rows), set_dir), blanks)
 
 
 def add_gains(df: pd.DataFrame, eval_dir: Path) -> pd.DataFrame:
@@ -259,8 +264,8 @@ def to_markdown(table: str, df: pd.DataFrame, title: str | None = None) -> str:
     head = ["Row", "PSNR gain over the stronger input (dB) [95 % CI]", "images improved"]
     with_paper = bool(df["paper_psnr"].notna().any())  # a real-set table has no paper values: no paper, no Δ
     for m in PAPER_METRICS:
-        title = METRIC_TITLES[m]
-        head += [f"{title} paper", "ours [95 % CI]", "Δ"] if with_paper else [f"{title} [95 % CI]"]
+        name = METRIC_TITLES[m]
+        head += [f"{name} paper", "ours [95 % CI]", "Δ"] if with_paper else [f"{name} [95 % CI]"]
     head.append("Labels")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in df.to_dict("records"):
@@ -318,7 +323,7 @@ def real_sets(real_dir: Path | None) -> dict[str, Any]:
     """The sets stage evaluate_real scored (its index.json), or none."""
     if real_dir is None:
         return {}
-    return _read_json(Path(real_dir) / "index.json", "real-set index")["sets"]
+    return _read_json(Path(real_dir) / INDEX_JSON, "real-set index")["sets"]
 
 
 def _scored(df: pd.DataFrame) -> pd.DataFrame:

@@ -10,13 +10,11 @@ import json
 from dataclasses import dataclass
 
 from ldp.config import ConfigError, section, subsection, where_of
-from ldp.data.real import RealSetConfig, load_real_sets
+from ldp.data.real import INDEX_JSON, RealSetConfig, load_real_sets
 from ldp.fsutil import atomic_dir, atomic_write_json
 from ldp.runs import Layout, MlflowConfig, dataset_source, layout_of, load_trained
+from ldp.tables import NOT_AVAILABLE_JSON
 from pipelines.common import no_args, run_stage
-from pipelines.real_data import INDEX_JSON
-
-NOT_AVAILABLE_JSON = "not_available.json"
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ def _checked_inputs(job: RealEvalJob) -> dict:
 
 
 def run(job: RealEvalJob) -> None:
-    from ldp.evaluate import evaluate
+    from ldp.evaluate import evaluate, mean_metrics
     from ldp.models.input_baselines import INPUT_BASELINES
     from ldp.tracking import Tracker, run_name, standard_tags
 
@@ -95,9 +93,7 @@ def run(job: RealEvalJob) -> None:
                                      extra={"experiment": name, "stage": "evaluate_real", "real_set": set_name})
                 with Tracker(job.evaluate, f"real-{set_name}", run_name(name, stage=f"real-{set_name}"), tags,
                              out_dir=out, enabled=job.mlflow.enabled) as tracker:
-                    for subset, stats in result.summary["metrics"].items():
-                        tracker.log_metrics({f"{set_name}.{subset}.{m}": v["mean"] for m, v in stats.items()
-                                             if isinstance(v, dict) and v.get("mean") is not None})
+                    tracker.log_metrics(mean_metrics(result.summary, set_name))
                 rows[name] = "ok"
             summary[set_name] = {"label": entry["label"], "source": entry["source"], "n_scenes": entry["n_scenes"],
                                  "rows": rows}

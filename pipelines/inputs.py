@@ -26,7 +26,7 @@ def configure(params, argv) -> InputsJob:
 
 
 def run(job: InputsJob) -> None:
-    from ldp.evaluate import evaluate
+    from ldp.evaluate import evaluate, mean_metrics
     from ldp.models.input_baselines import INPUT_BASELINES
     from ldp.tracking import Tracker, run_name, standard_tags
 
@@ -41,9 +41,7 @@ def run(job: InputsJob) -> None:
                                     "ldp_losses": False})
         with Tracker(job.evaluate, "main", run_name(name, stage="evaluate"), tags, out_dir=out,
                      enabled=job.mlflow.enabled) as tracker:
-            for subset, stats in result.summary["metrics"].items():
-                tracker.log_metrics({f"test.{subset}.{m}": v["mean"] for m, v in stats.items()
-                                     if isinstance(v, dict) and v.get("mean") is not None})
+            tracker.log_metrics(mean_metrics(result.summary, "test"))
             tracker.log_artifact(out / "per_image.csv")
 
 

@@ -12,13 +12,12 @@ swapped in at the end (a sibling of the same depth, so the in-place manifests' r
 from ldp.blurmap.estimate import BlurMapConfig, estimate_table
 from ldp.config import ConfigError, section, subsection, where_of
 from ldp.data.manifest import load_manifest
-from ldp.data.real import check_root, load_real_sets, prepare_real_set
+from ldp.data.real import INDEX_JSON, check_root, load_real_sets, prepare_real_set
 from ldp.experiments import load_experiments
 from ldp.fsutil import atomic_dir, atomic_write_json
 from ldp.runs import layout_of
 from pipelines.common import no_args, run_stage
 
-INDEX_JSON = "index.json"
 # Why a blur-map estimator cannot run on real data (no synthetic ground truth there).
 UNAVAILABLE = {"oracle": "no ground-truth defocus map on real data (the oracle estimator needs one)"}
 

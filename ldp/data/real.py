@@ -45,6 +45,7 @@ DEFAULT_LABELS = {
     "pixel4": "real Google Pixel 4 DP scenes (Xin et al., ICCV 2021): green channel, gamma-encoded here",
 }
 CONVERSION_JSON = "conversion.json"
+INDEX_JSON = "index.json"  # <paths.real>/index.json (stage real_data) and results/real/index.json (evaluate_real)
 
 # Pixel 4 raw values (the CMU repository's README and code): 14-bit with black level 1024.
 PIXEL4_DIR = "DP_data_pixel_4"
