@@ -44,7 +44,11 @@ def published(tmp_path_factory):
 def test_the_grid_is_the_offline_rows_and_the_clip_rows_are_not_runnable(published):
     main = pd.read_csv(published / "published" / "tables" / "main.csv")
     assert list(main["experiment"][:2]) == ["input-combined", "input-average"]
-    assert {"nafnet-dp", "ldp-small-oracle", "ldp-small-gr-oracle", "ldp-small-gr-zero"} <= set(main["experiment"])
+    assert {"nafnet-dp", "ldp-small-gr-oracle", "ldp-small-gr-zero"} <= set(main["experiment"])
+    sources = pd.read_csv(published / "published" / "tables" / "blurmap-sources.csv")
+    assert list(sources["experiment"][:2]) == ["input-combined", "input-average"]
+    assert {"ldp-small-oracle", "ldp-small-gr-oracle", "ldp-small-gr-classical", "ldp-small-gr-zero"} <= set(
+        sources["experiment"])
     blank = main[main["not_run"].notna()]
     assert set(blank["experiment"]) == {"ldp-small", "ldp-large", "restormer-dp", "deeprft-dp"}
     assert blank["psnr"].isna().all()

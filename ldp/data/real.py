@@ -28,13 +28,13 @@ from ldp.config import ConfigError, from_dict, subsection, where_of
 from ldp.data.manifest import SOURCE_STAMP, layout_paths, write_manifest
 from ldp.data.sources import (
     DatasetError,
-    _manifest_rows,
     assign_categories,
     index_dpdd_layout,
+    manifest_rows,
     natural_key,
     validate_rows,
 )
-from ldp.data.synthetic import _to_display
+from ldp.data.synthetic import to_display
 from ldp.fsutil import atomic_dir, atomic_write_json
 from ldp.imageio import ImageReadError, read_image_raw, to_float, write_image
 
@@ -144,7 +144,7 @@ def prepare_real_set(name: str, cfg: RealSetConfig, out_dir: str | Path, where: 
     if cfg.source == "dpdd_layout":
         rows = validate_rows(assign_categories(rows, Path(cfg.root).expanduser()), progress=False)
         with atomic_dir(out_dir, "build") as build:
-            write_manifest(build, _manifest_rows(rows, out_dir.parent.resolve() / out_dir.name))
+            write_manifest(build, manifest_rows(rows, out_dir.parent.resolve() / out_dir.name))
             origins = sorted({r["category_origin"] for r in rows} - {""})
             atomic_write_json(build / SOURCE_STAMP, _stamp(name, cfg, "; ".join(origins) or "none"))
         return out_dir
@@ -178,7 +178,7 @@ PIXEL4_RECIPE = {
            "on the pixels where neither view is clipped",
     "exposure": f"per scene, one scale for L, R and target: percentile {EXPOSURE_PERCENTILE} of (L+R)/2 -> "
                 f"{EXPOSURE_LEVEL}, then clipped to [0, 1]",
-    "gamma": "x ** (1 / 2.2), the synthetic simulator's display curve (ldp.data.synthetic._to_display)",
+    "gamma": "x ** (1 / 2.2), the synthetic simulator's display curve (ldp.data.synthetic.to_display)",
     "channels": "grey (green channel) replicated to RGB, 16-bit PNG",
     "combined": "none: the phone gives no camera-combined image; combined-input models get (L+R)/2",
     "defocus_gt": "not used",
@@ -229,7 +229,7 @@ def convert_pixel4(row: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[
     scale = EXPOSURE_LEVEL / level
     views = {}
     for col, img in (("left", left), ("right", right), ("target", target)):
-        views[col] = np.repeat(_to_display(np.clip(img * scale, 0.0, 1.0).astype(np.float32))[:, :, None], 3, axis=2)
+        views[col] = np.repeat(to_display(np.clip(img * scale, 0.0, 1.0).astype(np.float32))[:, :, None], 3, axis=2)
     record = {"crop_rows": [top, top + gh], "crop_cols": [lft, lft + gw], "gain": gain, "offset": offset,
               "fit_pixels": int(x.size), "fit_correlation": float(np.corrcoef(x, y)[0, 1]),
               "exposure_percentile_value": level, "exposure_scale": scale,

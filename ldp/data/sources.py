@@ -445,7 +445,8 @@ def validate_rows(rows: list[dict], workers: int | None = None, progress: bool =
 
 # ------------------------------------------------------------------------------------------------ building
 
-def _manifest_rows(rows: list[dict], rel_to: Path) -> list[dict]:
+def manifest_rows(rows: list[dict], rel_to: Path) -> list[dict]:
+    """Manifest rows with their image paths made relative to ``rel_to`` (the folder the manifest will live in)."""
     out = []
     for r in rows:
         row = dict(r)
@@ -483,7 +484,7 @@ def _config_stamp(cfg: DataConfig) -> dict:
 def _finish(build: Path, rows: list[dict], cfg: DataConfig, rel_to: Path, categories: str = "") -> None:
     """Write manifest + stamp into ``build`` (paths relative to ``rel_to``); ``atomic_dir`` renames it. The stamp
     says where the indoor/outdoor categories came from (``categories``, else the rows' ``category_origin``)."""
-    write_manifest(build, _manifest_rows(rows, rel_to.resolve()))
+    write_manifest(build, manifest_rows(rows, rel_to.resolve()))
     origins = sorted({r.get("category_origin", "") for r in rows} - {""})
     stamp = {**_config_stamp(cfg), "categories": categories or "; ".join(origins) or "none"}
     (build / SOURCE_STAMP).write_text(json.dumps(stamp, indent=2) + "\n")

@@ -337,7 +337,8 @@ def _to_linear(img: np.ndarray) -> np.ndarray:
     return np.power(np.clip(img, 0.0, 1.0), 2.2, dtype=np.float32)
 
 
-def _to_display(img: np.ndarray) -> np.ndarray:
+def to_display(img: np.ndarray) -> np.ndarray:
+    """Linear light in [0, 1] to the display curve x ** (1/2.2) the synthetic set (and the Pixel 4 conversion) use."""
     return np.power(np.clip(img, 0.0, 1.0), 1.0 / 2.2, dtype=np.float32)
 
 
@@ -385,7 +386,7 @@ def render_layers(
         right = _over(right, pr, ar)
         defocus = np.where(layer.alpha >= 0.5, np.broadcast_to(np.float32(layer.coc), defocus.shape), defocus)
     if linear_light and not keep_linear:
-        target, left, right = _to_display(target), _to_display(left), _to_display(right)
+        target, left, right = to_display(target), to_display(left), to_display(right)
     else:
         target, left, right = (np.clip(x, 0.0, 1.0).astype(np.float32) for x in (target, left, right))
     if crop:
@@ -725,8 +726,8 @@ def render_scene(cfg: SyntheticConfig, split: str, index: int) -> RenderedScene:
     scene.right = add_noise(scene.right, rng, read, shot)
     scene.target = add_noise(scene.target, rng, k * read, k * k * shot)
     if linear_noise:  # the full pixel is the sum of the two halves, in linear light; then the tone curve
-        scene.combined = _to_display(0.5 * (scene.left + scene.right))
-        scene.left, scene.right, scene.target = (_to_display(x) for x in (scene.left, scene.right, scene.target))
+        scene.combined = to_display(0.5 * (scene.left + scene.right))
+        scene.left, scene.right, scene.target = (to_display(x) for x in (scene.left, scene.right, scene.target))
     else:
         scene.combined = 0.5 * (scene.left + scene.right)
     scene.meta = meta
