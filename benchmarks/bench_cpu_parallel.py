@@ -10,43 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import time
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ldp.losses import LossConfig
-from ldp.train import Engine, Runtime, TrainConfig
-
-
-def _batch(n: int, patch: int, seed: int) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    out = {k: torch.rand(n, 3, patch, patch, generator=gen) for k in ("left", "right", "target")}
-    out["blurmap"] = torch.rand(n, 1, patch, patch, generator=gen)
-    return out
-
-
-def _engine(name: str, patch: int, batch: int, precision: str, rank: int = 0, world: int = 1) -> Engine:
-    """The trainer's engine; with ``world`` > 1 (process group joined) it wraps the network in DDP itself."""
-    cfg = TrainConfig(iters=1000, patch_size=patch, batch_size=batch, device="cpu", precision=precision,
-                      loss=LossConfig(charbonnier=1.0))
-    return Engine(cfg, name, Runtime(torch.device("cpu"), rank=rank, world=world, precision=precision))
-
-
-def _time_steps(engine: Engine, data: dict, steps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        engine.step(data)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        engine.step(data)
-    return (time.perf_counter() - t0) / steps
-
-
-def single(name: str, patch: int, batch: int, threads: int, precision: str, steps: int, warmup: int) -> float:
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    return _time_steps(_engine(name, patch, batch, precision), _batch(batch, patch, 0), steps, warmup)
+from ldp.speed import cpu_engine, random_batch, seconds_per_step, time_steps
 
 
 def _rank(rank: int, world: int, port: int, name: str, patch: int, batch: int, steps: int, warmup: int, out) -> None:
@@ -55,8 +24,8 @@ def _rank(rank: int, world: int, port: int, name: str, patch: int, batch: int, s
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(0)
-    engine = _engine(name, patch, batch, "fp32", rank, world)
-    seconds = _time_steps(engine, _batch(batch // world, patch, rank), steps, warmup)
+    engine = cpu_engine(name, patch, batch, "fp32", rank, world)
+    seconds = time_steps(engine, random_batch(batch // world, patch, rank), steps, warmup)
     out.put((rank, seconds))
     dist.destroy_process_group()
 
@@ -90,9 +59,9 @@ def main() -> None:
           "ratio |")
     print("|---|---|---|---|---|---|")
     for name in args.models:
-        base = single(name, args.patch, args.batch, 2, "fp32", args.steps, args.warmup)
+        base = seconds_per_step(name, args.patch, args.batch, 2, "fp32", args.steps, args.warmup)
         ddp = data_parallel(name, args.patch, args.batch, args.steps, args.warmup)
-        bf16 = single(name, args.patch, args.batch, 2, "bf16", args.steps, args.warmup)
+        bf16 = seconds_per_step(name, args.patch, args.batch, 2, "bf16", args.steps, args.warmup)
         print(f"| {name} | {base:.2f} | {ddp:.2f} | {base / ddp:.2f}x | {bf16:.2f} | {base / bf16:.2f}x |", flush=True)
 
 

@@ -9,6 +9,9 @@ sets' roots made absolute), and runs `dvc repro` there; a second call re-syncs t
 changed. Then it copies what a reader needs (tables, report, figures, training curves, the evaluations' metrics)
 into ``--publish`` (default results/cpu/), replacing it in one step, with ``run.json``: the wall time, this
 machine's CPU and threads, the git revision. Without ../shared/realdp the real sets are dropped and run.json says so.
+
+Before it starts, it times a few NAFNet-DP training steps at the profile's patch and batch and prints the profile's
+estimated time on this machine, scaled from the reference run (REFERENCE); ``--estimate`` prints only that.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ HISTORY = "run-history.jsonl"
 # What is published: (folder under results/, file patterns kept in it).
 PUBLISHED = (("tables", ("*",)), ("report", ("*",)), ("figures", ("*",)), ("real", ("*.json", "*.csv", "*.md")),
              ("training", ("*.json", "*.csv")), ("eval", ("metrics.json", "scores.json", "per_image.csv")))
+# The reference run the estimate scales from (docs/reproducing.md, "The CPU profile"): the whole profile's
+# `dvc repro` and the speed probe's seconds per step on the same machine (AMD EPYC with avx512_bf16, 2 cores).
+REFERENCE = {"dvc_repro_minutes": 75.0, "probe_seconds_per_step": 1.00, "measured": "2026-12-02, AMD EPYC, 2 cores"}
+PROBE = {"model": "nafnet-dp", "patch": 128, "batch": 8, "threads": 2, "precision": "fp32"}
+TARGET_MINUTES = 120
 
 
 def resolved_params(profile: Path, shared: Path | None) -> tuple[dict, list[str]]:
@@ -69,6 +77,27 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
+def estimate() -> dict:
+    """This machine's probe step time and the profile's time scaled from REFERENCE (an estimate, labelled so)."""
+    from ldp.speed import seconds_per_step
+
+    step = seconds_per_step(PROBE["model"], PROBE["patch"], PROBE["batch"], PROBE["threads"], PROBE["precision"],
+                            steps=4, warmup=2)
+    minutes = REFERENCE["dvc_repro_minutes"] * step / REFERENCE["probe_seconds_per_step"]
+    return {"probe": PROBE, "probe_seconds_per_step": round(step, 3), "estimated_minutes": round(minutes, 1),
+            "reference": REFERENCE, "note": "scaled linearly from the reference run by the probe's step time"}
+
+
+def print_estimate(est: dict) -> None:
+    over = est["estimated_minutes"] > TARGET_MINUTES
+    limit = TARGET_MINUTES * REFERENCE["probe_seconds_per_step"] / REFERENCE["dvc_repro_minutes"]
+    print(f"speed probe: {est['probe_seconds_per_step']:.2f} s per {PROBE['model']} step "
+          f"(reference {REFERENCE['probe_seconds_per_step']:.2f} s, {REFERENCE['measured']}); estimated "
+          f"{est['estimated_minutes']:.0f} min for the whole profile"
+          + (f": over the {TARGET_MINUTES}-min target on this machine (it holds at <= {limit:.2f} s per step; "
+             "other jobs on the cores slow it too)" if over else ""), flush=True)
+
+
 def publish(results: Path, dest: Path, record: dict) -> None:
     from ldp.fsutil import atomic_dir
 
@@ -94,11 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--publish", type=Path, default=REPO / "results" / "cpu", help="where the results are copied")
     ap.add_argument("--stage", default="", help="`dvc repro` only this stage and what it needs (e.g. train)")
     ap.add_argument("--profile", type=Path, default=PROFILE, help="the params profile (default profiles/cpu.yaml)")
+    ap.add_argument("--estimate", action="store_true", help="only time the speed probe and print the estimate")
     args = ap.parse_args(argv)
     shared = find_shared(REALDP)
     params, notes = resolved_params(args.profile.resolve(), shared)
     for note in notes:
         print(f"note: {note}")
+    est = estimate()
+    print_estimate(est)
+    if args.estimate:
+        return 0
     work = args.work.resolve()
     repo = work / "repo"
     repo.mkdir(parents=True, exist_ok=True)
@@ -113,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
     record = {"profile": str(args.profile), "git_revision": rev.strip(), "stage": args.stage or "all",
               "dvc_repro_seconds": round(seconds, 1), "finished": datetime.now(timezone.utc).isoformat(),
-              "machine": machine(), "notes": notes, "real_sets": sorted(params["real_sets"]),
+              "machine": machine(), "estimate": est, "notes": notes, "real_sets": sorted(params["real_sets"]),
               "caveat": "a second call re-runs only the stages whose code or params changed: dvc_repro_seconds is "
                         "this call's time, not the whole profile's unless the work folder was new"}
     with open(work / HISTORY, "a") as fh:  # every call, so a profile run in several calls can be totalled
