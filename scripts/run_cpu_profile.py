@@ -10,8 +10,8 @@ changed. Then it copies what a reader needs (tables, report, figures, training c
 into ``--publish`` (default results/cpu/), replacing it in one step, with ``run.json``: the wall time, this
 machine's CPU and threads, the git revision. Without ../shared/realdp the real sets are dropped and run.json says so.
 
-Before it starts, it times a few NAFNet-DP training steps at the profile's patch and batch and prints the profile's
-estimated time on this machine, scaled from the reference run (REFERENCE); ``--estimate`` prints only that.
+Before it starts, it times a few NAFNet-DP training steps with the reference run's settings (PROBE) and prints the
+profile's estimated time on this machine, scaled from the reference run (REFERENCE); ``--estimate`` prints only that.
 """
 
 from __future__ import annotations
