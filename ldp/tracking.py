@@ -335,12 +335,7 @@ class Tracker:
             self._client = MlflowClient(tracking_uri=self.uri)
             if self.resume_run_id and self._resume(self.resume_run_id):
                 return self
-            exp = self._client.get_experiment_by_name(self.experiment)
-            if exp is None:
-                self.experiment_id = self._client.create_experiment(
-                    self.experiment, artifact_location=local_artifact_location(self.uri, self.experiment))
-            else:
-                self.experiment_id = exp.experiment_id
+            self.experiment_id = self._experiment_id()
             run = self._client.create_run(self.experiment_id, run_name=self.run_name, tags=self.tags)
             self.run_id = run.info.run_id
             self.active = True
@@ -349,6 +344,23 @@ class Tracker:
             return self
         self.log_params(self.params)
         return self
+
+    def _experiment_id(self) -> str:
+        """The MLflow experiment's id, created when missing; a process that loses the race to create it (parallel
+        training lanes) reads the winner's."""
+        from mlflow.exceptions import MlflowException
+
+        exp = self._client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self._client.create_experiment(
+                self.experiment, artifact_location=local_artifact_location(self.uri, self.experiment))
+        except MlflowException:
+            exp = self._client.get_experiment_by_name(self.experiment)
+            if exp is None:
+                raise
+            return exp.experiment_id
 
     def _resume(self, run_id: str) -> bool:
         """Continue the run ``run_id`` (a killed or interrupted training): RUNNING again, params kept as logged."""

@@ -12,6 +12,10 @@ machine's CPU and threads, the git revision. Without ../shared/realdp the real s
 
 Before it starts, it times a few NAFNet-DP training steps with the reference run's settings (PROBE) and prints the
 profile's estimated time on this machine, scaled from the reference run (REFERENCE); ``--estimate`` prints only that.
+
+The training stages run in parallel lanes, one per ``train.cpu_threads`` threads of this machine's cores (the profile
+sets 1 thread: two lanes on 2 cores), each a `dvc --wait-for-lock repro --single-item train@<row>` once the data and
+blur maps are made; the final `dvc repro` then finds them done. run.json gives each training stage's wall time.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -85,7 +90,9 @@ def estimate() -> dict:
                             steps=4, warmup=2)
     minutes = REFERENCE["dvc_repro_minutes"] * step / REFERENCE["probe_seconds_per_step"]
     return {"probe": PROBE, "probe_seconds_per_step": round(step, 3), "estimated_minutes": round(minutes, 1),
-            "reference": REFERENCE, "note": "scaled linearly from the reference run by the probe's step time"}
+            "reference": REFERENCE,
+            "note": "scaled linearly from the reference run (rows trained in sequence, 2 threads) by the probe's step "
+                    "time; training lanes make it an overestimate where 2 threads scale poorly"}
 
 
 def print_estimate(est: dict) -> None:
@@ -96,6 +103,63 @@ def print_estimate(est: dict) -> None:
           f"{est['estimated_minutes']:.0f} min for the whole profile"
           + (f": over the {TARGET_MINUTES}-min target on this machine (it holds at <= {limit:.2f} s per step; "
              "other jobs on the cores slow it too)" if over else ""), flush=True)
+
+
+def training_stages(repo: Path, env: dict) -> list[tuple[str, int]]:
+    """The profile's `train@<row>` stages with their iterations, longest first (so the lanes end close together)."""
+    from ldp.config import load_params
+    from ldp.experiments import resolve
+
+    listed = subprocess.run([str(BIN / "dvc"), "stage", "list", "--name-only"], cwd=repo, env=env, check=True,
+                            capture_output=True, text=True).stdout.split()
+    params = load_params(repo / "params.yaml")
+    stages = [(name, resolve(params, name.split("@", 1)[1]).train.iters) for name in listed
+              if name.startswith("train@")]
+    return sorted(stages, key=lambda item: -item[1])
+
+
+def train_in_lanes(repo: Path, env: dict, work: Path, lanes: int) -> dict[str, float]:
+    """Every training stage, ``lanes`` at a time (the data and blur maps first, in one `dvc repro`); each stage's
+    output goes to <work>/logs/<stage>.log. Returns each stage's wall seconds; a failed stage stops new ones from
+    starting and exits with its log's tail once the running ones end."""
+    log = work / "cpu-profile.log"
+    run([str(BIN / "dvc"), "repro", "data", "blurmaps"], repo, env, log, echo=True)
+    queue = training_stages(repo, env)
+    (work / "logs").mkdir(exist_ok=True)
+    lanes = max(1, min(lanes, len(queue)))
+    print(f"training {len(queue)} rows in {lanes} lane(s): {', '.join(name for name, _ in queue)}", flush=True)
+    seconds: dict[str, float] = {}
+    failed: list[str] = []
+    lock = threading.Lock()
+
+    def lane() -> None:
+        while True:
+            with lock:
+                if failed or not queue:
+                    return
+                name, _ = queue.pop(0)
+            stage_log = work / "logs" / f"{name}.log"
+            print(f"  start  {name}", flush=True)
+            t0 = time.perf_counter()
+            with open(stage_log, "w") as fh:
+                code = subprocess.run([str(BIN / "dvc"), "--wait-for-lock", "repro", "--single-item", name],
+                                      cwd=repo, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+            with lock:
+                seconds[name] = round(time.perf_counter() - t0, 1)
+                if code:
+                    failed.append(name)
+            print(f"  {'FAILED' if code else 'done  '} {name} in {seconds[name] / 60:.1f} min", flush=True)
+
+    threads = [threading.Thread(target=lane) for _ in range(lanes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failed:
+        tails = "\n".join(f"--- {name} ({work / 'logs' / f'{name}.log'}):\n"
+                          + (work / "logs" / f"{name}.log").read_text()[-3000:] for name in failed)
+        raise SystemExit(f"training failed: {', '.join(failed)}\n{tails}")
+    return seconds
 
 
 def publish(results: Path, dest: Path, record: dict) -> None:
@@ -142,12 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     env = workspace_env(repo)
     init_repo(repo, env, log, "cpu-profile")
     t0 = time.perf_counter()
+    threads = int(params["train"].get("cpu_threads") or 0) or (os.cpu_count() or 1)
+    lanes = max(1, (os.cpu_count() or 1) // threads)
+    stage_seconds = train_in_lanes(repo, env, work, lanes) if args.stage in ("", "train") else {}
     run([str(BIN / "dvc"), "repro", *([args.stage] if args.stage else [])], repo, env, log, echo=True)
     seconds = time.perf_counter() - t0
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
     record = {"profile": str(args.profile), "git_revision": rev.strip(), "stage": args.stage or "all",
               "dvc_repro_seconds": round(seconds, 1), "finished": datetime.now(timezone.utc).isoformat(),
               "machine": machine(), "estimate": est, "notes": notes, "real_sets": sorted(params["real_sets"]),
+              "training": {"lanes": lanes, "threads_per_lane": threads, "stage_seconds": stage_seconds},
               "caveat": "a second call re-runs only the stages whose code or params changed: dvc_repro_seconds is "
                         "this call's time, not the whole profile's unless the work folder was new"}
     with open(work / HISTORY, "a") as fh:  # every call, so a profile run in several calls can be totalled

@@ -3,6 +3,7 @@ profile that extends cpu.yaml and shrinks only sizes and lengths, so its grid, i
 not_runnable rows, the checks and the report all run through `dvc repro` in a work copy, then get published."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,3 +80,18 @@ def test_the_report_and_the_run_record_are_published(published):
     assert run["real_sets"] == ["canon-half", "pixel4"] and run["dvc_repro_seconds"] > 0 and run["machine"]["cpu"]
     assert (out / "training" / "nafnet-dp" / "val_log.csv").is_file()
     assert not any(p.suffix == ".png" for p in (out / "eval").rglob("*"))  # samples are not published
+
+
+def test_the_training_rows_ran_in_lanes_and_each_one_was_tracked(published):
+    # One lane per core at the profile's 1 thread; parallel lanes must not lose a row's MLflow run.
+    from mlflow.tracking import MlflowClient
+
+    rows = {"nafnet-dp", "ldp-small-oracle", "ldp-small-gr-oracle", "ldp-small-gr-classical", "ldp-small-gr-zero"}
+    training = json.loads((published / "published" / "run.json").read_text())["training"]
+    assert training["threads_per_lane"] == 1 and training["lanes"] == min(os.cpu_count(), len(rows))
+    assert set(training["stage_seconds"]) == {f"train@{row}" for row in rows}
+    client = MlflowClient(tracking_uri=f"sqlite:///{published / 'work' / 'repo' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="tags.stage = 'train'")
+    assert sorted(r.data.tags["experiment"] for r in runs) == sorted(rows)
+    assert all(r.info.status == "FINISHED" for r in runs)

@@ -311,7 +311,27 @@ def test_concurrent_first_runs_create_one_working_store(tmp_path):
         "main").experiment_id])
     assert len(runs) == 2
 
+def test_a_tracker_that_loses_the_race_to_create_the_experiment_joins_it(tmp_path, monkeypatch):
+    # Parallel training lanes: both see no experiment, the other one creates it first; this one must log into it.
+    from mlflow.tracking import MlflowClient
 
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with Tracker(None, "main", "first", uri=uri, out_dir=tmp_path / "a") as first:
+        assert first.active
+    real_get, calls = MlflowClient.get_experiment_by_name, []
+
+    def not_there_yet(self, name):
+        calls.append(name)
+        return None if len(calls) == 1 else real_get(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", not_there_yet)
+    with Tracker(None, "main", "second", uri=uri, out_dir=tmp_path / "b") as second:
+        assert second.active, second.reason
+        assert second.experiment_id == first.experiment_id
+    assert len(calls) == 2
+    monkeypatch.undo()
+    runs = MlflowClient(tracking_uri=uri).search_runs([first.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["first", "second"]
 
 def test_using_tracking_uri_puts_the_process_environment_back(monkeypatch, tmp_path):
     """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI; a later run must not inherit another run's URI."""
