@@ -311,6 +311,7 @@ def test_concurrent_first_runs_create_one_working_store(tmp_path):
         "main").experiment_id])
     assert len(runs) == 2
 
+
 def test_a_tracker_that_loses_the_race_to_create_the_experiment_joins_it(tmp_path, monkeypatch):
     # Parallel training lanes: both see no experiment, the other one creates it first; this one must log into it.
     from mlflow.tracking import MlflowClient
@@ -332,6 +333,7 @@ def test_a_tracker_that_loses_the_race_to_create_the_experiment_joins_it(tmp_pat
     monkeypatch.undo()
     runs = MlflowClient(tracking_uri=uri).search_runs([first.experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["first", "second"]
+
 
 def test_using_tracking_uri_puts_the_process_environment_back(monkeypatch, tmp_path):
     """mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI; a later run must not inherit another run's URI."""
