@@ -10,8 +10,10 @@ changed. Then it copies what a reader needs (tables, report, figures, training c
 into ``--publish`` (default results/cpu/), replacing it in one step, with ``run.json``: the wall time, this
 machine's CPU and threads, the git revision. Without ../shared/realdp the real sets are dropped and run.json says so.
 
-Before it starts, it times a few NAFNet-DP training steps with the reference run's settings (PROBE) and prints the
-profile's estimated time on this machine, scaled from the reference run (REFERENCE); ``--estimate`` prints only that.
+Before it starts, it times a few NAFNet-DP training steps (PROBE) in fp32 and, when the profile trains in bf16, in
+bf16 autocast: bf16 is kept only where it is at least BF16_MIN_SPEEDUP faster (else fp32, noted in run.json). It
+prints the profile's estimated time on this machine, scaled from the reference run of that precision (REFERENCES);
+``--estimate`` prints only that.
 
 The training stages run in parallel lanes, one per ``train.cpu_threads`` threads of this machine's cores (the profile
 sets 1 thread: two lanes on 2 cores), each a `dvc --wait-for-lock repro --single-item train@<row>` once the data and
@@ -44,10 +46,16 @@ HISTORY = "run-history.jsonl"
 # What is published: (folder under results/, file patterns kept in it).
 PUBLISHED = (("tables", ("*",)), ("report", ("*",)), ("figures", ("*",)), ("real", ("*.json", "*.csv", "*.md")),
              ("training", ("*.json", "*.csv")), ("eval", ("metrics.json", "scores.json", "per_image.csv")))
-# The reference run the estimate scales from (docs/reproducing.md, "The CPU profile"): the whole profile's
-# `dvc repro` and the speed probe's seconds per step on the same machine (AMD EPYC with avx512_bf16, 2 cores).
-REFERENCE = {"dvc_repro_minutes": 75.0, "probe_seconds_per_step": 1.00, "measured": "2026-12-02, AMD EPYC, 2 cores"}
-PROBE = {"model": "nafnet-dp", "patch": 128, "batch": 8, "threads": 2, "precision": "fp32"}
+# The reference runs the estimate scales from (docs/reproducing.md, "The CPU profile"), one per training precision:
+# the whole profile's `dvc repro` on a fresh clone and the speed probe's seconds per step in that precision, on the
+# same machine. A precision without its own reference scales the fp32 one by its probe.
+REFERENCES = {
+    "fp32": {"dvc_repro_minutes": 142.9, "probe_seconds_per_step": 2.37, "lanes": 2,
+             "measured": "2026-12-03, AMD EPYC (avx512_bf16), 2 cores, commit 4b35c6b"},
+}
+PROBE = {"model": "nafnet-dp", "patch": 128, "batch": 8, "threads": 2}
+# bf16 autocast trains only where the probe measures it at least this much faster than fp32 (docs/reproducing.md).
+BF16_MIN_SPEEDUP = 1.15
 TARGET_MINUTES = 120
 
 
@@ -82,27 +90,60 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
-def estimate() -> dict:
-    """This machine's probe step time and the profile's time scaled from REFERENCE (an estimate, labelled so)."""
+def estimate(precision: str = "fp32") -> dict:
+    """This machine's probe step time in fp32 (and in bf16 when the profile asks for it), the precision the profile
+    trains in here (bf16 only where measured at least BF16_MIN_SPEEDUP faster) and the profile's time scaled from
+    that precision's reference run: an estimate, labelled so."""
     from ldp.speed import seconds_per_step
 
-    step = seconds_per_step(PROBE["model"], PROBE["patch"], PROBE["batch"], PROBE["threads"], PROBE["precision"],
-                            steps=4, warmup=2)
-    minutes = REFERENCE["dvc_repro_minutes"] * step / REFERENCE["probe_seconds_per_step"]
-    return {"probe": PROBE, "probe_seconds_per_step": round(step, 3), "estimated_minutes": round(minutes, 1),
-            "reference": REFERENCE,
-            "note": "scaled linearly from the reference run (rows trained in sequence, 2 threads) by the probe's step "
-                    "time; training lanes make it an overestimate where 2 threads scale poorly"}
+    probes = {p: round(seconds_per_step(PROBE["model"], PROBE["patch"], PROBE["batch"], PROBE["threads"], p,
+                                        steps=3, warmup=1), 3)
+              for p in dict.fromkeys(("fp32", precision))}
+    chosen = precision
+    if precision == "bf16" and probes["bf16"] * BF16_MIN_SPEEDUP > probes["fp32"]:
+        chosen = "fp32"
+    ref = REFERENCES.get(chosen, REFERENCES["fp32"])
+    minutes = ref["dvc_repro_minutes"] * probes[chosen] / ref["probe_seconds_per_step"]
+    return {"probe": PROBE, "probe_seconds_per_step": probes, "precision": chosen,
+            "estimated_minutes": round(minutes, 1), "reference": ref,
+            "note": "scaled linearly from the reference run of the same precision (fresh clone, training lanes) by "
+                    "the probe's step time" + ("" if chosen in REFERENCES else
+                                               "; no reference run in this precision: the fp32 one is scaled")}
 
 
 def print_estimate(est: dict) -> None:
     over = est["estimated_minutes"] > TARGET_MINUTES
-    limit = TARGET_MINUTES * REFERENCE["probe_seconds_per_step"] / REFERENCE["dvc_repro_minutes"]
-    print(f"speed probe: {est['probe_seconds_per_step']:.2f} s per {PROBE['model']} step "
-          f"(reference {REFERENCE['probe_seconds_per_step']:.2f} s, {REFERENCE['measured']}); estimated "
-          f"{est['estimated_minutes']:.0f} min for the whole profile"
+    ref = est["reference"]
+    limit = TARGET_MINUTES * ref["probe_seconds_per_step"] / ref["dvc_repro_minutes"]
+    probes = ", ".join(f"{p} {s:.2f} s" for p, s in est["probe_seconds_per_step"].items())
+    print(f"speed probe, {PROBE['model']} step: {probes}; training in {est['precision']}; estimated "
+          f"{est['estimated_minutes']:.0f} min for the whole profile (reference {ref['probe_seconds_per_step']:.2f} "
+          f"s, {ref['measured']})"
           + (f": over the {TARGET_MINUTES}-min target on this machine (it holds at <= {limit:.2f} s per step; "
              "other jobs on the cores slow it too)" if over else ""), flush=True)
+
+
+def precision_settings(params: dict) -> dict[str, str]:
+    """Every training precision the params set: ``train`` and each recipe that sets one, by params key."""
+    found = {"train.precision": params["train"].get("precision", "auto")}
+    for name, recipe in (params.get("recipes") or {}).items():
+        if recipe and "precision" in recipe:
+            found[f"recipes.{name}.precision"] = recipe["precision"]
+    return found
+
+
+def choose_precision(params: dict, est: dict) -> list[str]:
+    """Where the profile asks for bf16 and the probe chose fp32, sets fp32 (train and recipes); returns notes."""
+    if est["precision"] == "bf16":
+        return []
+    notes = []
+    for key, value in precision_settings(params).items():
+        if value == "bf16":
+            section = params["train"] if key == "train.precision" else params["recipes"][key.split(".")[1]]
+            section["precision"] = "fp32"
+            notes.append(f"{key} bf16 -> fp32: the probe measured bf16 less than {BF16_MIN_SPEEDUP}x faster than "
+                         f"fp32 on this machine ({est['probe_seconds_per_step']})")
+    return notes
 
 
 def training_stages(repo: Path, env: dict) -> list[tuple[str, int]]:
@@ -193,10 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     params, notes = resolved_params(args.profile.resolve(), shared)
     for note in notes:
         print(f"note: {note}")
-    est = estimate()
+    est = estimate("bf16" if "bf16" in precision_settings(params).values() else "fp32")
     print_estimate(est)
     if args.estimate:
         return 0
+    for note in choose_precision(params, est):
+        print(f"note: {note}")
+        notes.append(note)
     work = args.work.resolve()
     repo = work / "repo"
     repo.mkdir(parents=True, exist_ok=True)

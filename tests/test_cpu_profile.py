@@ -95,3 +95,12 @@ def test_the_training_rows_ran_in_lanes_and_each_one_was_tracked(published):
                               filter_string="tags.stage = 'train'")
     assert sorted(r.data.tags["experiment"] for r in runs) == sorted(rows)
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_every_row_trained_in_the_precision_the_probe_chose(published):
+    # The profile asks for bf16; the probe keeps it only where measured faster, and each row records what it used.
+    out = published / "published"
+    chosen = json.loads((out / "run.json").read_text())["estimate"]["precision"]
+    for row in ("nafnet-dp", "ldp-small-oracle", "ldp-small-gr-zero"):
+        summary = json.loads((out / "training" / row / "train_summary.json").read_text())
+        assert summary["precision"] == chosen, row
