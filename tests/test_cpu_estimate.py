@@ -37,9 +37,11 @@ def fake_probe(fp32: float, bf16: float):
 
 
 def test_bf16_trains_only_where_the_probe_measures_it_faster(monkeypatch):
-    params, _ = run_cpu_profile.resolved_params(run_cpu_profile.PROFILE, None)
+    params = {"train": {"precision": "bf16"}, "recipes": {"nafnet": {"iters": 9, "precision": "bf16"},
+                                                         "restormer": {"precision": "fp32"}, "ldp": {}}}
     asked = run_cpu_profile.precision_settings(params)
-    assert asked["train.precision"] == "bf16" and asked["recipes.nafnet.precision"] == "bf16"
+    assert asked == {"train.precision": "bf16", "recipes.nafnet.precision": "bf16",
+                     "recipes.restormer.precision": "fp32"}
     monkeypatch.setattr("ldp.speed.seconds_per_step", fake_probe(2.0, 1.2))
     fast = run_cpu_profile.estimate("bf16")
     assert fast["precision"] == "bf16" and fast["probe_seconds_per_step"] == {"fp32": 2.0, "bf16": 1.2}

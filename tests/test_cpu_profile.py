@@ -98,7 +98,7 @@ def test_the_training_rows_ran_in_lanes_and_each_one_was_tracked(published):
 
 
 def test_every_row_trained_in_the_precision_the_probe_chose(published):
-    # The profile asks for bf16; the probe keeps it only where measured faster, and each row records what it used.
+    # The probe keeps a bf16 request only where measured faster, and each row records what it used.
     out = published / "published"
     chosen = json.loads((out / "run.json").read_text())["estimate"]["precision"]
     for row in ("nafnet-dp", "ldp-small-oracle", "ldp-small-gr-zero"):
