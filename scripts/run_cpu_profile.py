@@ -123,13 +123,18 @@ def print_estimate(est: dict) -> None:
              "other jobs on the cores slow it too)" if over else ""), flush=True)
 
 
-def precision_settings(params: dict) -> dict[str, str]:
-    """Every training precision the params set: ``train`` and each recipe that sets one, by params key."""
-    found = {"train.precision": params["train"].get("precision", "auto")}
+def precision_sections(params: dict) -> dict[str, dict]:
+    """The params sections that may set a training precision, by params key: ``train`` and each recipe setting one."""
+    sections = {"train.precision": params["train"]}
     for name, recipe in (params.get("recipes") or {}).items():
         if recipe and "precision" in recipe:
-            found[f"recipes.{name}.precision"] = recipe["precision"]
-    return found
+            sections[f"recipes.{name}.precision"] = recipe
+    return sections
+
+
+def precision_settings(params: dict) -> dict[str, str]:
+    """Every training precision the params set, by params key (``train`` unset: auto)."""
+    return {key: section.get("precision", "auto") for key, section in precision_sections(params).items()}
 
 
 def choose_precision(params: dict, est: dict) -> list[str]:
@@ -137,9 +142,8 @@ def choose_precision(params: dict, est: dict) -> list[str]:
     if est["precision"] == "bf16":
         return []
     notes = []
-    for key, value in precision_settings(params).items():
-        if value == "bf16":
-            section = params["train"] if key == "train.precision" else params["recipes"][key.split(".")[1]]
+    for key, section in precision_sections(params).items():
+        if section.get("precision") == "bf16":
             section["precision"] = "fp32"
             notes.append(f"{key} bf16 -> fp32: the probe measured bf16 less than {BF16_MIN_SPEEDUP}x faster than "
                          f"fp32 on this machine ({est['probe_seconds_per_step']})")
