@@ -151,15 +151,19 @@ def choose_precision(params: dict, est: dict) -> list[str]:
 
 
 def training_stages(repo: Path, env: dict) -> list[tuple[str, int]]:
-    """The profile's `train@<row>` stages with their iterations, longest first (so the lanes end close together)."""
+    """The profile's `train@<row>` stages with their work (patch pixels trained on: iterations x batch x patch²),
+    most first (so the lanes end close together)."""
     from ldp.config import load_params
     from ldp.experiments import resolve
 
     listed = subprocess.run([str(BIN / "dvc"), "stage", "list", "--name-only"], cwd=repo, env=env, check=True,
                             capture_output=True, text=True).stdout.split()
     params = load_params(repo / "params.yaml")
-    stages = [(name, resolve(params, name.split("@", 1)[1]).train.iters) for name in listed
-              if name.startswith("train@")]
+    stages = []
+    for name in listed:
+        if name.startswith("train@"):
+            train = resolve(params, name.split("@", 1)[1]).train
+            stages.append((name, train.iters * train.batch_size * train.patch_size ** 2))
     return sorted(stages, key=lambda item: -item[1])
 
 

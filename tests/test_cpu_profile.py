@@ -22,7 +22,7 @@ MICRO = {
     "data": {"synthetic": {"height": 64, "width": 96, "train": 2, "val": 1, "test": 3}},
     "train": {"iters": 2, "patch_size": 48, "batch_size": 2, "val": {"every": 2, "crop": 48, "max_images": 1},
               "checkpoint_every": 2, "model_overrides": {"tiny": True}},
-    "recipes": {"nafnet": {"iters": 2}},
+    "recipes": {"nafnet": {"iters": 2, "batch_size": 2}},
     "evaluate": {"save_samples": 1, "bootstrap": 100},
     "complexity": {"sizes": [[64, 96]]},
 }
