@@ -50,8 +50,8 @@ PUBLISHED = (("tables", ("*",)), ("report", ("*",)), ("figures", ("*",)), ("real
 # the whole profile's `dvc repro` on a fresh clone and the speed probe's seconds per step in that precision, on the
 # same machine. A precision without its own reference scales the fp32 one by its probe.
 REFERENCES = {
-    "fp32": {"dvc_repro_minutes": 142.9, "probe_seconds_per_step": 2.37, "lanes": 2,
-             "measured": "2026-12-03, AMD EPYC (avx512_bf16), 2 cores, commit 4b35c6b"},
+    "fp32": {"dvc_repro_minutes": 104.0, "probe_seconds_per_step": 2.60, "lanes": 2,
+             "measured": "2026-12-03, AMD EPYC (AVX2, no AVX-512), 2 cores, commit 138a240"},
 }
 PROBE = {"model": "nafnet-dp", "patch": 128, "batch": 8, "threads": 2}
 # bf16 autocast trains only where the probe measures it at least this much faster than fp32 (docs/reproducing.md).
